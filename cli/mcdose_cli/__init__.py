@@ -1,0 +1,1 @@
+"""The ``mcdose`` command-line application (thin: it composes mcdose and residualnet)."""

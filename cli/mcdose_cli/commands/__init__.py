@@ -1,0 +1,1 @@
+"""One module per ``mcdose`` subcommand.  Each holds only argument parsing and composition."""

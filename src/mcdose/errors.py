@@ -1,0 +1,28 @@
+"""Exceptions that carry a message meant for the user.
+
+Every error that bad *input* can cause derives from :class:`McdoseError`.  The command line
+prints its message as one line and exits non-zero; library users can catch it.
+"""
+
+
+class McdoseError(Exception):
+    """An error caused by the user's input or environment, with a one-line explanation."""
+
+
+class InputError(McdoseError, ValueError):
+    """Invalid input data or parameters (bad file, bad value, inconsistent geometry)."""
+
+
+class CaseFileError(InputError):
+    """A case file that is missing, malformed or inconsistent; the message names file and dataset."""
+
+
+class UnknownNuclideError(InputError, KeyError):
+    """A nuclide name that the ICRP-107 database does not contain."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DeviceError(McdoseError, RuntimeError):
+    """A requested compute device (e.g. CUDA) is not available."""

@@ -1,0 +1,1 @@
+"""Case files (HDF5), image files (SimpleITK) and DICOM."""
