@@ -14,7 +14,7 @@ class InputError(McdoseError, ValueError):
 
 
 class CaseFileError(InputError):
-    """A case file that is missing, malformed or inconsistent; the message names file and dataset."""
+    """A missing, malformed or inconsistent case file; the message names file and dataset."""
 
 
 class UnknownNuclideError(InputError, KeyError):

@@ -25,7 +25,15 @@ def temporary_path_for(path: str | os.PathLike[str]) -> Path:
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
     fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
+    # mkstemp creates 0600; give the file the permissions an ordinary open() would
+    os.chmod(tmp, 0o666 & ~_current_umask())
     return Path(tmp)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager

@@ -1,0 +1,294 @@
+"""Pack a simulation's inputs into the arrays the transport kernels read.
+
+:func:`prepare_simulation` validates the density and activity maps, assigns materials,
+builds the physics tables, the voxel alias table of the source and the Woodcock majorant,
+and fills the scalar ``params`` vector (see :mod:`mcdose.physics.layout`).  Both drivers
+(CPU and CUDA) take the resulting :class:`SimulationInputs` unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from mcdose.errors import InputError
+from mcdose.physics import layout as L
+from mcdose.physics.tables import PhysicsTables, build_physics_tables
+
+#: Fixed-point tally resolution: 2²⁰ units per keV (≈ 1e-6 keV); a uint64 holds 1.7e13 keV.
+TALLY_UNITS_PER_KEV = float(2**20)
+#: Densities below this (g/cm³) are raised to it so that every voxel has a finite mass.
+DENSITY_FLOOR_G_CM3 = 1e-6
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    """Transport settings (defaults validated in tests/mcdose/transport).
+
+    Attributes
+    ----------
+    electron_cutoff_keV : float
+        Electrons below this energy deposit locally (10 keV: CSDA range 2.5 µm in water).
+    photon_cutoff_keV : float
+        Photons below this energy deposit locally (1 keV).
+    brems_cut_keV : float
+        Bremsstrahlung photons below this energy are absorbed along the track.
+    step_fraction : float
+        Maximum fractional energy loss per electron step.  0.05 reproduces the extrapolated
+        ranges of Tabata et al. (1996) in water within 2 % (0.1 gives +3.5 %, converged
+        steps +0.7 %; see docs/physics.md).
+    step_lambda1 : float
+        Maximum electron step in transport mean free paths λ₁.
+    range_rejection : bool
+        Deposit an electron at once when its CSDA range is shorter than the distance to
+        the nearest face of its voxel (it cannot leave; only its radiative yield, < 0.3 %
+        below 500 keV in water, is then absorbed instead of transported).
+    """
+
+    electron_cutoff_keV: float = 10.0
+    photon_cutoff_keV: float = 1.0
+    brems_cut_keV: float = 10.0
+    step_fraction: float = 0.05
+    step_lambda1: float = 0.3
+    range_rejection: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.step_fraction < 0.5:
+            raise InputError(f"step_fraction must be in (0, 0.5), got {self.step_fraction}")
+        if not 0.0 < self.step_lambda1 <= 5.0:
+            raise InputError(f"step_lambda1 must be in (0, 5], got {self.step_lambda1}")
+        if self.electron_cutoff_keV < 1.0 or self.photon_cutoff_keV < 1.0:
+            raise InputError("transport cutoffs must be at least 1 keV (the table's lower end)")
+
+
+@dataclass
+class SimulationInputs:
+    """Everything the kernels read, as contiguous NumPy arrays."""
+
+    density: np.ndarray  # float32, flat (z, y, x), g/cm³
+    material: np.ndarray  # uint8, flat
+    src_index: np.ndarray  # int64 flat voxel indices with activity > 0
+    src_prob: np.ndarray  # float64 alias probabilities
+    src_alias: np.ndarray  # int64 alias targets (indices into src_index)
+    beta_icdf: np.ndarray  # float64 keV
+    elines: np.ndarray  # float64 (3, n)
+    plines: np.ndarray  # float64 (3, n)
+    majorant: np.ndarray  # float64 (n_e,) 1/cm, piecewise constant per grid cell
+    tables: PhysicsTables
+    params: np.ndarray  # float64 (N_PARAMS,)
+    shape: tuple[int, int, int]
+    total_activity_MBq: float
+    emitted_energy_per_decay_keV: float
+    material_names: tuple[str, ...]
+    nuclide: str
+    extra: dict = field(default_factory=dict)
+
+    def kernel_arrays(self) -> tuple[np.ndarray, ...]:
+        """Arrays in the argument order of :func:`mcdose.transport.history.run_history`."""
+        t = self.tables
+        return (
+            self.density, self.material, self.src_index, self.src_prob, self.src_alias,
+            self.beta_icdf, self.elines, self.plines,
+            t.mat_tab, t.inv_range, t.range_grid, t.kn_table, t.ray_table, t.ms_table,
+            self.majorant, self.params,
+        )  # fmt: skip
+
+
+def _line_table(energy: np.ndarray, prob: np.ndarray, alias: np.ndarray) -> np.ndarray:
+    n = len(energy)
+    if n == 0:  # kernels index row 0 only when the yield is > 0; keep a valid array
+        return np.zeros((3, 1))
+    out = np.empty((3, n))
+    out[L.L_ENERGY] = energy
+    out[L.L_PROB] = prob
+    out[L.L_ALIAS] = alias
+    return out
+
+
+@numba.njit(cache=True)
+def _max_density_per_material(density: np.ndarray, material: np.ndarray, n_mat: int) -> np.ndarray:
+    out = np.zeros(n_mat)
+    for i in range(density.size):
+        m = material[i]
+        if density[i] > out[m]:
+            out[m] = density[i]
+    return out
+
+
+def woodcock_majorant(tables: PhysicsTables, rho_max: np.ndarray) -> np.ndarray:
+    """Majorant μ̂ (1/cm) per energy cell: max over materials of ρ_max·μ/ρ on the cell's ends.
+
+    Linear interpolation between grid points keeps μ between the values at the cell's two
+    ends, so the cell maximum bounds μ everywhere in the cell (Woodcock tracking needs
+    μ ≤ μ̂ exactly; a 0.1 % margin covers rounding).
+    """
+    mu = tables.mat_tab[:, L.MU_TOTAL, :] * rho_max[:, None]
+    cell = np.maximum(mu[:, :-1], mu[:, 1:]).max(axis=0)
+    majorant = np.empty(mu.shape[1])
+    majorant[:-1] = cell
+    majorant[-1] = cell[-1]
+    return majorant * 1.001
+
+
+def _validate_maps(density: np.ndarray, activity: np.ndarray) -> None:
+    if density.ndim != 3:
+        raise InputError(f"density must be a 3-D (z, y, x) array, got shape {density.shape}")
+    if activity.shape != density.shape:
+        raise InputError(
+            f"activity shape {activity.shape} does not match density shape {density.shape}"
+        )
+    if not np.isfinite(density).all():
+        raise InputError("density contains non-finite values")
+    if (density < 0).any():
+        raise InputError("density contains negative values")
+    if not np.isfinite(activity).all():
+        raise InputError("activity contains non-finite values")
+    if (activity < 0).any():
+        raise InputError("activity contains negative values")
+
+
+def prepare_simulation(
+    density: np.ndarray,
+    activity_MBq: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    *,
+    nuclide: str = "Lu-177",
+    materials: np.ndarray | None = None,
+    material_names: tuple[str, ...] | None = None,
+    options: TransportOptions | None = None,
+    emissions: str = "all",
+) -> SimulationInputs:
+    """Validate inputs and build the kernel arrays.
+
+    Parameters
+    ----------
+    density : ndarray (z, y, x)
+        Mass density, g/cm³.
+    activity_MBq : ndarray (z, y, x)
+        Activity per voxel, MBq (only the relative distribution and the total matter).
+    spacing_mm : (x, y, z)
+        Voxel size, mm.
+    nuclide : str
+        ICRP-107 nuclide name.
+    materials, material_names
+        Optional material map (uint8 indices into ``material_names``); by default assigned
+        from the density with :data:`mcdose.materials.DEFAULT_ASSIGNMENT`.
+    options : TransportOptions
+        Cutoffs and step control.
+    emissions : {"all", "electrons", "photons"}
+        Which of the decay's radiations to emit: "electrons" keeps β, conversion and Auger
+        electrons and the energy deposited at the decay site; "photons" keeps γ, X-ray and
+        annihilation photons (two 511 keV photons per positron, emitted back to back from
+        the decay site — the positron range is neglected for them).  The two parts add up
+        to "all" (used for the electron and photon parts of voxel dose kernels).
+
+    Returns
+    -------
+    SimulationInputs
+    """
+    from mcdose.materials import DEFAULT_ASSIGNMENT, assign_materials
+    from mcdose.nuclides import build_alias_table, emission_sampler, load_nuclide
+
+    options = options or TransportOptions()
+    if emissions not in ("all", "electrons", "photons"):
+        raise InputError(f"emissions must be all, electrons or photons, got {emissions!r}")
+    density = np.asarray(density)
+    activity = np.asarray(activity_MBq)
+    _validate_maps(density, activity)
+    spacing = tuple(float(s) for s in spacing_mm)
+    if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise InputError(f"spacing must be three positive numbers (mm), got {spacing_mm}")
+    total = float(activity.sum(dtype=np.float64))
+    if not total > 0:
+        raise InputError("activity is zero everywhere: nothing to simulate")
+
+    if materials is None:
+        material_names = tuple(DEFAULT_ASSIGNMENT.names)
+        materials = assign_materials(density, DEFAULT_ASSIGNMENT)
+    else:
+        if material_names is None:
+            raise InputError("material_names must accompany a material map")
+        materials = np.asarray(materials)
+        if materials.shape != density.shape:
+            raise InputError("material map shape does not match density")
+        if materials.size and int(materials.max()) >= len(material_names):
+            raise InputError("material map refers to a material index without a name")
+    material_flat = np.ascontiguousarray(materials, dtype=np.uint8).ravel()
+    density_flat = np.maximum(
+        np.ascontiguousarray(density, dtype=np.float32).ravel(), np.float32(DENSITY_FLOOR_G_CM3)
+    )
+
+    nuc = load_nuclide(nuclide)
+    sampler = emission_sampler(
+        nuc,
+        electron_cutoff_keV=options.electron_cutoff_keV,
+        photon_cutoff_keV=options.photon_cutoff_keV,
+    )
+    e_max = max(
+        float(nuc.max_energy_keV),
+        L.ANNIHILATION_KEV if sampler.positron_fraction > 0 else 0.0,
+        float(np.max(sampler.beta_inverse_cdf_keV)) if sampler.beta_yield > 0 else 0.0,
+        float(np.max(sampler.electron_line_energy_keV, initial=0.0)),
+        float(np.max(sampler.photon_line_energy_keV, initial=0.0)),
+    )
+    tables = build_physics_tables(material_names, e_max, brems_cut_keV=options.brems_cut_keV)
+
+    flat_activity = activity.ravel()
+    src_index = np.flatnonzero(flat_activity > 0).astype(np.int64)
+    src_prob, src_alias = build_alias_table(flat_activity[src_index].astype(np.float64))
+
+    rho_max = _max_density_per_material(density_flat, material_flat, len(material_names))
+    majorant = woodcock_majorant(tables, rho_max)
+
+    nz, ny, nx = density.shape
+    p = tables.params
+    p[L.P_E_CUT] = options.electron_cutoff_keV
+    p[L.P_P_CUT] = options.photon_cutoff_keV
+    p[L.P_STEP_FRAC] = options.step_fraction
+    p[L.P_STEP_MS] = options.step_lambda1
+    p[L.P_RANGE_REJECTION] = 1.0 if options.range_rejection else 0.0
+    p[L.P_NX], p[L.P_NY], p[L.P_NZ] = nx, ny, nz
+    p[L.P_DX], p[L.P_DY], p[L.P_DZ] = (s / 10.0 for s in spacing)
+    electrons = emissions in ("all", "electrons")
+    photons = emissions in ("all", "photons")
+    p[L.P_BETA_YIELD] = sampler.beta_yield
+    p[L.P_EMIT_BETA_PARTICLES] = 1.0 if electrons else 0.0
+    p[L.P_POSITRON_FRACTION] = sampler.positron_fraction if photons else 0.0
+    p[L.P_ELINE_YIELD] = sampler.electron_line_yield if electrons else 0.0
+    p[L.P_PLINE_YIELD] = sampler.photon_line_yield if photons else 0.0
+    p[L.P_LOCAL_ENERGY] = sampler.local_energy_per_decay_keV if electrons else 0.0
+    p[L.P_N_SOURCE] = len(src_index)
+    p[L.P_TALLY_SCALE] = TALLY_UNITS_PER_KEV
+    p[L.P_N_BETA_TABLE] = len(sampler.beta_inverse_cdf_keV)
+    p[L.P_N_ELINES] = len(sampler.electron_line_energy_keV)
+    p[L.P_N_PLINES] = len(sampler.photon_line_energy_keV)
+
+    beta = np.ascontiguousarray(sampler.beta_inverse_cdf_keV, dtype=np.float64)
+    if beta.size < 2:
+        beta = np.zeros(2)
+    return SimulationInputs(
+        density=density_flat,
+        material=material_flat,
+        src_index=src_index,
+        src_prob=np.ascontiguousarray(src_prob, dtype=np.float64),
+        src_alias=np.ascontiguousarray(src_alias, dtype=np.int64),
+        beta_icdf=beta,
+        elines=_line_table(
+            sampler.electron_line_energy_keV, sampler.electron_line_prob,
+            sampler.electron_line_alias,
+        ),  # fmt: skip
+        plines=_line_table(
+            sampler.photon_line_energy_keV, sampler.photon_line_prob, sampler.photon_line_alias
+        ),
+        majorant=majorant,
+        tables=tables,
+        params=p,
+        shape=(nz, ny, nx),
+        total_activity_MBq=total,
+        emitted_energy_per_decay_keV=float(sampler.emitted_energy_per_decay_keV),
+        material_names=tuple(material_names),
+        nuclide=nuc.name,
+        extra={"options": options, "emissions": emissions},
+    )
