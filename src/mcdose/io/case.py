@@ -771,6 +771,21 @@ def read_label_names(path: str | os.PathLike[str]) -> dict[int, str]:
         return _parse_label_names(ds.attrs["names"], path)
 
 
+def read_dataset_attrs(path: str | os.PathLike[str], name: str) -> dict[str, Any]:
+    """Attributes of dataset ``name`` (JSON strings stay strings; arrays become lists).
+
+    Raises
+    ------
+    CaseFileError
+        The file is not a case file or has no dataset ``name``.
+    """
+    path = Path(path)
+    with _open_checked(path) as f:
+        info = _info_from_file(f, path)
+        ds = _get_dataset(f, _normalise_name(name), path, info)
+        return {k: _decode_attr(v) for k, v in ds.attrs.items()}
+
+
 def validate_case(
     path: str | os.PathLike[str],
     require: Iterable[str] = ("density",),

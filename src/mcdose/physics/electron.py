@@ -60,10 +60,16 @@ def energy_at_range(inv_range, range_grid, params, m, residual_range):
 
 @register_jitable
 def energy_after_step(mat_tab, inv_range, range_grid, params, m, energy, t):
-    """Energy (keV) after a path of mass thickness ``t`` (g/cm²) in material ``m``."""
-    return energy_at_range(
+    """Energy (keV) after a path of mass thickness ``t`` (g/cm²) in material ``m``.
+
+    Never more than ``energy``: the range table and its inverse are interpolated on
+    different grids, so for a very short step R⁻¹(R(E) − t) could otherwise exceed E by
+    the interpolation error (≲ 1e-5 relative).
+    """
+    e_new = energy_at_range(
         inv_range, range_grid, params, m, csda_range(mat_tab, params, m, energy) - t
     )
+    return e_new if e_new < energy else energy
 
 
 @register_jitable

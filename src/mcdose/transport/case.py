@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from mcdose.errors import InputError
 from mcdose.provenance import provenance
 from mcdose.transport.setup import TransportOptions

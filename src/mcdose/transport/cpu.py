@@ -12,9 +12,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from mcdose._jit_cache import physics_keyed_cache
 from mcdose.physics import layout as L
 from mcdose.physics.rng import STATE_SIZE
 from mcdose.transport.history import run_history
+
+_cache = physics_keyed_cache()
+_cache.__enter__()  # the decorators below cache under a folder keyed by the physics sources
 
 
 @numba.njit(parallel=True, cache=True)
@@ -55,6 +59,9 @@ def _accumulate_batch(tallies, factor, energy_sum, energy_sum_sq):
         e = np.float64(acc) * factor
         energy_sum[v] += e
         energy_sum_sq[v] += e * e
+
+
+_cache.__exit__(None, None, None)
 
 
 class CpuBackend:

@@ -25,6 +25,8 @@ from mcdose.physics.rng import STATE_SIZE
 from mcdose.transport.history import run_history, tally_add
 
 THREADS_PER_BLOCK = 128
+#: Per-thread particle stack shape (a global tuple: a compile-time constant for numba-cuda).
+_STACK_SHAPE = (L.STACK_SIZE, L.STACK_COLUMNS)
 
 
 if not numba.config.ENABLE_CUDASIM:
@@ -47,7 +49,7 @@ def transport_kernel(
 ):  # fmt: skip
     """Grid-stride loop over histories ``first`` … ``last − 1``; thread t owns counters[t]."""
     rng = cuda.local.array(STATE_SIZE, numba.uint64)
-    stack = cuda.local.array((L.STACK_SIZE, L.STACK_COLUMNS), numba.float64)
+    stack = cuda.local.array(_STACK_SHAPE, numba.float64)
     tid = cuda.grid(1)
     stride = cuda.gridsize(1)
     h = first + tid

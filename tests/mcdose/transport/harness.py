@@ -42,7 +42,7 @@ def slab_inputs(
     )
 
 
-@numba.njit(cache=True)
+@numba.njit
 def narrow_beam_transmission(energy, n, seed, density, material, mat_tab, majorant, params):
     """Fraction of photons normally incident at z = 0 that cross the grid uncollided."""
     rng = np.empty(STATE_SIZE, np.uint64)
@@ -60,7 +60,7 @@ def narrow_beam_transmission(energy, n, seed, density, material, mat_tab, majora
     return passed / n
 
 
-@numba.njit(cache=True)
+@numba.njit
 def electron_transmission(
     energy, n, seed, density, material, mat_tab, inv_range, range_grid, ms_table, params
 ):
@@ -84,7 +84,7 @@ def electron_transmission(
     return passed / n
 
 
-@numba.njit(cache=True)
+@numba.njit
 def compton_samples(kn_table, params, energy, n, seed):
     """ε = E'/E samples of Compton scattering at ``energy`` keV."""
     rng = np.empty(STATE_SIZE, np.uint64)
@@ -95,7 +95,7 @@ def compton_samples(kn_table, params, energy, n, seed):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit
 def rayleigh_samples(ray_table, params, m, energy, n, seed):
     """cos θ samples of Rayleigh scattering in material ``m`` at ``energy`` keV."""
     rng = np.empty(STATE_SIZE, np.uint64)
@@ -106,7 +106,7 @@ def rayleigh_samples(ray_table, params, m, energy, n, seed):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit
 def ms_samples(ms_table, params, t_over_lambda1, n, seed):
     """cos θ samples of multiple scattering over ``t_over_lambda1`` transport mean free paths."""
     rng = np.empty(STATE_SIZE, np.uint64)
