@@ -73,6 +73,15 @@ def energy_after_step(mat_tab, inv_range, range_grid, params, m, energy, t):
 
 
 @register_jitable
+def transport_paths(mat_tab, params, m, energy):
+    """Q(E): transport mean free paths travelled while slowing down from E to rest."""
+    if energy <= 0.0:
+        return 0.0
+    i, f = energy_cell(params, energy)
+    return lerp_mat(mat_tab, m, L.E_KAPPA, i, f)
+
+
+@register_jitable
 def step_limits(mat_tab, inv_range, range_grid, params, m, energy):
     """Maximum step (g/cm²), range (g/cm²), λ₁ (g/cm²) and bremsstrahlung Σ_b (cm²/g).
 

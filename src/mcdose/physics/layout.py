@@ -15,7 +15,8 @@ E_STOP = 4  # restricted electron stopping power used for continuous loss, keV c
 E_RANGE = 5  # CSDA range computed from E_STOP, g/cm²
 E_LAMBDA1 = 6  # first transport mean free path, g/cm²
 E_BREMS = 7  # bremsstrahlung photons above the cut per unit mass thickness, cm²/g
-N_QUANTITIES = 8
+E_KAPPA = 8  # Q(E) = ∫ dE'/(S_r λ₁): transport mean free paths travelled slowing down to E
+N_QUANTITIES = 9
 
 # --- params[]: float64 scalars shared by all kernels
 P_LOG_E_MIN = 0  # ln(E_min / keV) of the energy grid
@@ -56,7 +57,8 @@ P_N_PLINES = 33
 P_N_R = 34  # length of each material's inverse range table
 P_POSITRON_FRACTION = 35  # fraction of betas that are positrons (each adds 2 × 511 keV photons)
 P_EMIT_BETA_PARTICLES = 36  # 1.0: transport the beta particles themselves (0 for photons only)
-N_PARAMS = 37
+P_BOUNDARY_STEPS = 37  # 1.0: inside a voxel, electron steps may grow to the nearest face
+N_PARAMS = 38
 
 #: Photon energy of positron annihilation at rest, keV (mₑc², CODATA 2018).
 ANNIHILATION_KEV = 510.99895

@@ -237,6 +237,25 @@ def csda_range_from_stopping(energy_keV: np.ndarray, stopping: np.ndarray) -> np
     return r0 + np.concatenate([[0.0], np.cumsum(steps)])
 
 
+def scattering_integral(
+    energy_keV: np.ndarray, stopping: np.ndarray, lambda1: np.ndarray
+) -> np.ndarray:
+    """Q(E) = ∫₀^E dE'/(S(E') λ₁(E')): transport mean free paths travelled while slowing down.
+
+    In the continuous-slowing-down approximation a step from E to E' traverses exactly
+    κ = Q(E) − Q(E') transport mean free paths, whatever its length, so the
+    Goudsmit–Saunderson mean ⟨cos θ⟩ = exp(−κ) of a long step (with λ₁ varying along it)
+    is honoured.  Below the first grid energy λ₁·S ∝ E^b is extrapolated as a power law.
+    (The same idea as DPM's steps measured in transport mean free paths, Sempau et al. 2000.)
+    """
+    log_e = np.log(energy_keV)
+    integrand = energy_keV / (stopping * lambda1)  # dQ/d ln E
+    b = (math.log(integrand[1]) - math.log(integrand[0])) / (log_e[1] - log_e[0])
+    q0 = integrand[0] / b if b > 0 else 0.0
+    steps = 0.5 * (integrand[1:] + integrand[:-1]) * np.diff(log_e)
+    return q0 + np.concatenate([[0.0], np.cumsum(steps)])
+
+
 # ----------------------------------------------------------------------------- assembly
 
 
@@ -264,6 +283,7 @@ def _build(material_names: tuple[str, ...], e_max_keV: float, k_cut_keV: float) 
         mat_tab[m, L.E_RANGE] = rng
         mat_tab[m, L.E_LAMBDA1] = first_transport_mfp(name, energy)
         mat_tab[m, L.E_BREMS] = brems
+        mat_tab[m, L.E_KAPPA] = scattering_integral(energy, s_r, mat_tab[m, L.E_LAMBDA1])
         log_r = np.linspace(math.log(rng[0]), math.log(rng[-1]), n_e)
         inv_range[m] = np.exp(np.interp(log_r, np.log(rng), np.log(energy)))
         inv_range[m, 0], inv_range[m, -1] = energy[0], energy[-1]

@@ -37,6 +37,7 @@ from mcdose.physics.electron import (
     energy_cell,
     sample_ms_cos_theta,
     step_limits,
+    transport_paths,
 )
 from mcdose.physics.interp import lerp_mat
 from mcdose.physics.photon import (
@@ -246,6 +247,7 @@ def transport_electron(
     e_cut = params[L.P_E_CUT]
     k_cut = params[L.P_BREMS_K_CUT]
     range_rejection = params[L.P_RANGE_REJECTION] > 0.0
+    boundary_steps = params[L.P_BOUNDARY_STEPS] > 0.0
     brems_energy = 0.0
     overflow = 0.0
     inside, ix, iy, iz = locate(x, y, z, params)
@@ -259,26 +261,30 @@ def transport_electron(
         m = int(material[vox])
         rho = np.float64(density[vox])
         t, r, lam1, sigma_b = step_limits(mat_tab, inv_range, range_grid, params, m, energy)
-        if range_rejection:
-            d_min = min(
-                x - ix * dx, (ix + 1) * dx - x,
-                y - iy * dy, (iy + 1) * dy - y,
-                z - iz * dz, (iz + 1) * dz - z,
-            )  # fmt: skip
-            if r < rho * d_min:
-                tally_add(tally, vox, to_fixed(energy, scale))
-                return sp, 0.0, brems_energy, overflow, x, y, z
+        d_min = min(
+            x - ix * dx, (ix + 1) * dx - x,
+            y - iy * dy, (iy + 1) * dy - y,
+            z - iz * dz, (iz + 1) * dz - z,
+        )  # fmt: skip
+        t_inside = rho * d_min  # mass thickness the electron surely stays in this voxel for
+        if range_rejection and r < t_inside:
+            tally_add(tally, vox, to_fixed(energy, scale))
+            return sp, 0.0, brems_energy, overflow, x, y, z
+        if boundary_steps and t_inside > t:
+            t = t_inside
+        if t > r:
+            t = r
         emit = False
         if sigma_b > 0.0:
             t_b = -math.log(rng_uniform(rng)) / sigma_b
             if t_b < t:
                 t = t_b
                 emit = True
-        # scattering strength of the whole step, with λ₁ at the step's mid-range energy
-        e_mid = energy_after_step(mat_tab, inv_range, range_grid, params, m, energy, 0.5 * t)
-        if e_mid > 0.0:
-            i_mid, f_mid = energy_cell(params, e_mid)
-            lam1 = lerp_mat(mat_tab, m, L.E_LAMBDA1, i_mid, f_mid)
+        # scattering strength of the step: transport mean free paths between E and E'
+        e_end = energy_after_step(mat_tab, inv_range, range_grid, params, m, energy, t)
+        kappa = transport_paths(mat_tab, params, m, energy) - transport_paths(
+            mat_tab, params, m, e_end
+        )
         tau = rng_uniform(rng)
         status, energy, x, y, z, ix, iy, iz = move_electron(
             tau * t, energy, m, x, y, z, u, v, w, ix, iy, iz,
@@ -291,7 +297,7 @@ def transport_electron(
         if status == _NEW_MATERIAL:
             continue
         # hinge: deflect by the multiple-scattering angle of the whole step
-        cos_t = sample_ms_cos_theta(ms_table, params, t / lam1, rng_uniform(rng))
+        cos_t = sample_ms_cos_theta(ms_table, params, kappa, rng_uniform(rng))
         u, v, w = rotate_direction(u, v, w, cos_t, _TWO_PI * rng_uniform(rng))
         status, energy, x, y, z, ix, iy, iz = move_electron(
             (1.0 - tau) * t, energy, m, x, y, z, u, v, w, ix, iy, iz,
