@@ -56,6 +56,12 @@ def simulate_case(
     force
         Recompute even if the case already holds this stage with the same parameters.
 
+    Notes
+    -----
+    Long runs save their batch sums in a hidden checkpoint next to the case (see
+    :func:`checkpoint_path`); after an interruption the same command resumes from the last
+    saved batch and gives the same result as an uninterrupted run.
+
     Returns
     -------
     DoseResult or None
@@ -75,6 +81,7 @@ def simulate_case(
         raise InputError(f"{path}: case has no '{source}' dataset to simulate from")
     density = read_dataset(path, "density")
     activity = read_dataset(path, source)
+    checkpoint = checkpoint_path(path, dose_name)
     result = simulate_dose(
         density,
         activity,
@@ -86,6 +93,7 @@ def simulate_case(
         batches=batches,
         options=options,
         progress=progress,
+        checkpoint=checkpoint,
     )
     attrs = dict(result.attrs)
     attrs["source"] = source
@@ -104,4 +112,11 @@ def simulate_case(
         {dose_name: result.dose_rate_Gy_s, unc_name: result.relative_uncertainty},
         attrs={dose_name: attrs, unc_name: unc_attrs},
     )
+    checkpoint.unlink(missing_ok=True)
     return result
+
+
+def checkpoint_path(case: str | Path, dose_name: str) -> Path:
+    """Hidden file next to the case where an MC stage keeps its batch checkpoint."""
+    case = Path(case)
+    return case.with_name(f".{case.name}.{dose_name.replace('/', '_')}.ckpt.npz")

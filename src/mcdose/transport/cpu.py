@@ -110,6 +110,13 @@ class CpuBackend:
         self._tallies[:] = 0
         self._counters[:] = 0
 
+    def restore(self, energy_sum, energy_sum_sq, counters) -> None:
+        """Continue from saved batch sums (see :mod:`mcdose.transport.checkpoint`)."""
+        self.energy_sum[:] = energy_sum
+        self.energy_sum_sq[:] = energy_sum_sq
+        self._counters[:] = 0
+        self._counters[0] = counters
+
     def counters(self) -> np.ndarray:
         """Summed uint64 counters (emitted, escaped, overflow, bremsstrahlung)."""
         return self._counters.sum(axis=0, dtype=np.uint64)

@@ -130,6 +130,14 @@ class CudaBackend:
         self._tally.copy_to_device(np.zeros(self._tally.shape[0], np.uint64))
         self._counters.copy_to_device(np.zeros(self._counters.shape, np.uint64))
 
+    def restore(self, energy_sum, energy_sum_sq, counters) -> None:
+        """Continue from saved batch sums (see :mod:`mcdose.transport.checkpoint`)."""
+        self._sum.copy_to_device(np.ascontiguousarray(energy_sum, dtype=np.float64))
+        self._sum_sq.copy_to_device(np.ascontiguousarray(energy_sum_sq, dtype=np.float64))
+        rows = np.zeros(self._counters.shape, np.uint64)
+        rows[0] = counters
+        self._counters.copy_to_device(rows)
+
     def counters(self) -> np.ndarray:
         """Summed uint64 counters (emitted, escaped, overflow, bremsstrahlung)."""
         return self._counters.copy_to_host().sum(axis=0, dtype=np.uint64)

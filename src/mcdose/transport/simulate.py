@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from mcdose.errors import DeviceError, InputError
 from mcdose.physics import layout as L
 from mcdose.physics.constants import KEV_TO_J
 from mcdose.progress import progress_bar
+from mcdose.transport.checkpoint import load_checkpoint, run_key, save_checkpoint
 from mcdose.transport.setup import SimulationInputs, TransportOptions, prepare_simulation
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ class DoseResult:
     device : str
     elapsed_s : float
         Transport time (excluding setup and compilation), s.
+    run_histories : int
+        Histories transported by this call (fewer than ``histories`` after a resume).
     setup_s : float
         Table building and, on first use, JIT compilation, s.
     attrs : dict
@@ -69,11 +73,13 @@ class DoseResult:
     elapsed_s: float
     setup_s: float
     attrs: dict = field(default_factory=dict)
+    run_histories: int = 0
 
     @property
     def decays_per_second(self) -> float:
-        """Transport speed, decays per second of wall time."""
-        return self.histories / self.elapsed_s if self.elapsed_s > 0 else float("nan")
+        """Transport speed, decays per second of wall time (histories run by this call)."""
+        n = self.run_histories or self.histories
+        return n / self.elapsed_s if self.elapsed_s > 0 else float("nan")
 
 
 def resolve_device(device: str) -> str:
@@ -142,6 +148,8 @@ def simulate_dose(
     progress: bool = False,
     histories_per_call: int | None = None,
     emissions: str = "all",
+    checkpoint: str | Path | None = None,
+    checkpoint_interval_s: float = 30.0,
 ) -> DoseResult:
     """Monte Carlo absorbed-dose rate of ``activity_MBq`` (MBq per voxel) in ``density``.
 
@@ -175,6 +183,12 @@ def simulate_dose(
         Histories per kernel call (progress granularity); default chosen per device.
     emissions : {"all", "electrons", "photons"}
         Simulate all radiations (default) or only the electron or photon part.
+    checkpoint : path, optional
+        Save the batch sums here (at most every ``checkpoint_interval_s`` seconds) and resume
+        from it if it holds the same run.  The caller deletes it once the result is stored
+        (:func:`mcdose.transport.simulate_case` does).
+    checkpoint_interval_s : float
+        Minimum wall time between checkpoint writes, s.
 
     Returns
     -------
@@ -213,16 +227,36 @@ def simulate_dose(
     backend.discard()
     setup_s = time.perf_counter() - t0
 
+    bounds = _batch_bounds(histories, batches)
+    done = 0
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        key = run_key(inputs, histories=histories, seed=int(seed), batches=batches)
+        done = load_checkpoint(checkpoint, key, backend)
+        if done:
+            log.info("resuming from %s after %d of %d batches", checkpoint, done, batches)
+    resumed_histories = bounds[done - 1][1] if done else 0
+
     t1 = time.perf_counter()
+    last_save = t1
     with progress_bar(histories, f"MC {inputs.nuclide} ({backend_name})", unit="decays",
                       enabled=progress) as advance:  # fmt: skip
-        for first, last in _batch_bounds(histories, batches):
+        advance(resumed_histories)
+        for b, (first, last) in enumerate(bounds):
+            if b < done:
+                continue
             for start in range(first, last, histories_per_call):
                 stop = min(last, start + histories_per_call)
                 backend.run(start, stop, int(seed))
                 advance(stop - start)
             backend.end_batch(last - first)
+            now = time.perf_counter()
+            due = now - last_save >= checkpoint_interval_s
+            if checkpoint is not None and b + 1 < batches and due:
+                save_checkpoint(checkpoint, key, b + 1, backend)
+                last_save = time.perf_counter()
     elapsed = time.perf_counter() - t1
+    run_histories = histories - resumed_histories
 
     energy_sum, energy_sum_sq = backend.energy_sums()
     mean_keV, rel = batch_mean_and_error(energy_sum, energy_sum_sq, batches)
@@ -263,6 +297,7 @@ def simulate_dose(
         "materials": json.dumps(list(inputs.material_names)),
         "emissions": emissions,
         "total_activity_MBq": inputs.total_activity_MBq,
+        "resumed_batches": done,
     }
     shape = (nz, ny, nx)
     return DoseResult(
@@ -275,6 +310,7 @@ def simulate_dose(
         batches=batches,
         device=backend_name,
         elapsed_s=elapsed,
+        run_histories=run_histories,
         setup_s=setup_s,
         attrs=attrs,
     )

@@ -248,8 +248,10 @@ def test_boundary_limited_steps_do_not_change_the_voxel_kernel():
     density = np.ones((n, n, n), np.float32)
     activity = np.zeros_like(density)
     activity[n // 2, n // 2, n // 2] = 1.0
-    common = dict(histories=100_000, device="cpu", emissions="electrons",
-                  materials=np.zeros(density.shape, np.uint8), material_names=("water",))  # fmt: skip
+    common = dict(
+        histories=100_000, device="cpu", emissions="electrons",
+        materials=np.zeros(density.shape, np.uint8), material_names=("water",),
+    )  # fmt: skip
     fast = simulate_dose(density, activity, (1.0,) * 3, seed=1,
                          options=TransportOptions(boundary_steps=True), **common)  # fmt: skip
     slow = simulate_dose(density, activity, (1.0,) * 3, seed=2,
@@ -264,3 +266,38 @@ def test_boundary_limited_steps_do_not_change_the_voxel_kernel():
     # the source voxel keeps most of the energy (beta range << 1 mm) in both
     c = n // 2
     assert a[c, c, c] > 0.5 * a.sum()
+
+
+def test_interrupted_run_resumes_from_checkpoint_with_identical_result(tmp_path, monkeypatch):
+    # A run killed after 2 of 4 batches resumes from the checkpoint and gives exactly the
+    # dose of an uninterrupted run (same seed): nothing is lost when a run is interrupted.
+    from mcdose.transport.cpu import CpuBackend
+
+    density, activity = _heterogeneous_phantom(6)
+    kwargs = dict(histories=2000, seed=8, device="cpu", batches=4)
+    reference = simulate_dose(density, activity, (4.0,) * 3, **kwargs)
+    ckpt = tmp_path / "run.ckpt.npz"
+    original_run = CpuBackend.run
+    calls = {"n": 0}
+
+    def flaky_run(self, first, last, seed):
+        if 1000 <= first < 2000:  # batch 3 of 4 (the warm-up uses indices >= 2000)
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original_run(self, first, last, seed)
+
+    monkeypatch.setattr(CpuBackend, "run", flaky_run)
+    with pytest.raises(KeyboardInterrupt):
+        simulate_dose(density, activity, (4.0,) * 3, checkpoint=ckpt,
+                      checkpoint_interval_s=0.0, **kwargs)  # fmt: skip
+    assert ckpt.exists()
+    monkeypatch.setattr(CpuBackend, "run", original_run)
+    resumed = simulate_dose(density, activity, (4.0,) * 3, checkpoint=ckpt, **kwargs)
+    assert resumed.attrs["resumed_batches"] == 2
+    assert resumed.run_histories == 1000
+    np.testing.assert_array_equal(resumed.dose_rate_Gy_s, reference.dose_rate_Gy_s)
+    np.testing.assert_array_equal(resumed.relative_uncertainty, reference.relative_uncertainty)
+    # a checkpoint of another run is ignored
+    other = simulate_dose(density, activity, (4.0,) * 3, checkpoint=ckpt,
+                          **{**kwargs, "seed": 9})  # fmt: skip
+    assert other.attrs["resumed_batches"] == 0
