@@ -1,0 +1,106 @@
+"""``mcdose train-residual DATASET_DIR --out MODEL [--epochs E]``: train the residual CNN.
+
+Composition only: :func:`residualnet.train.train` does the work.  Several GPUs::
+
+    torchrun --nproc_per_node=4 -m mcdose_cli.main train-residual DATASET --out model.pt
+
+(only rank 0 prints and writes files).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import click
+
+from mcdose.errors import McdoseError
+
+
+def _import_train():
+    try:
+        from residualnet import train as train_module
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "torch":
+            raise McdoseError(
+                "the residual CNN needs PyTorch: pip install 'mcdose[cnn]' (CPU wheel: "
+                "pip install torch --index-url https://download.pytorch.org/whl/cpu)"
+            ) from None
+        raise
+    return train_module
+
+
+@click.command(name="train-residual")
+@click.argument("dataset_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="Model file to write (e.g. model.pt); model.ckpt, model.log.csv and "
+                   "model.loss.png go next to it.")
+@click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Total epochs (a resumed run continues up to this number).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Slices per batch (per GPU under torchrun).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+              show_default=True, help="Initial Adam learning rate.")
+@click.option("--loss", type=click.Choice(["mse", "body"]), default="mse", show_default=True,
+              help="MSE (paper) or body-weighted MSE (outside-body voxels weighted 0.1).")
+@click.option("--early-stopping", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Stop after this many epochs without validation improvement (0: never).")
+@click.option("--resume", is_flag=True, help="Continue from MODEL's checkpoint (model.ckpt).")
+@click.option("--overwrite", is_flag=True, help="Start afresh over an existing model/checkpoint.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of weights, shuffling and augmentation.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto",
+              show_default=True, help="Mixed precision (auto: bf16/fp16 on CUDA, off on CPU).")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Data-loading processes (per GPU).")
+@click.option("--no-augment", is_flag=True, help="No random rotations/flips.")
+@click.option("--width", type=click.IntRange(min=2), default=16, show_default=True,
+              help="U-Net initial filters.")
+@click.option("--levels", type=click.IntRange(min=1, max=8), default=4, show_default=True,
+              help="U-Net down/up levels.")
+@click.option("--pack-size", type=click.IntRange(min=1), default=11, show_default=True,
+              help="Slices per input pack (odd; the 3-D stem needs more than 8).")
+@click.option("--stem-channels", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Channels of each Conv3d stem layer.")
+@click.option("--max-batches", type=click.IntRange(min=1), default=None,
+              help="Cap on training batches per epoch (smoke runs).")
+@click.option("--single-constant", is_flag=True,
+              help="One normalisation constant for SPECT and dose, as the paper.")
+def train_residual(dataset_dir, out, epochs, batch_size, lr, loss, early_stopping, resume,
+                   overwrite, seed, device, amp, workers, no_augment, width, levels, pack_size,
+                   stem_channels, max_batches, single_constant) -> None:
+    """Train the residual CNN (DblurDoseNet-style) on DATASET_DIR's train/val split."""
+    train_module = _import_train()
+    from residualnet.model import ModelConfig
+
+    rank = int(os.environ.get("RANK", "0"))
+    model = ModelConfig(pack_size=pack_size, unet_width=width, unet_levels=levels,
+                        stem_channels=(stem_channels,) * 3)
+    config = train_module.TrainConfig(
+        epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, early_stopping=early_stopping,
+        seed=seed, device=device, amp=amp, workers=workers, augment=not no_augment,
+        max_batches=max_batches, single_constant=single_constant, model=model,
+    )
+
+    def report(row: dict) -> None:
+        val = row["val_loss"]
+        val_text = f"{val:.4g}" if math.isfinite(val) else "—"
+        click.echo(
+            f"epoch {int(row['epoch'])}/{epochs}  train {row['train_loss']:.4g}  "
+            f"val {val_text}  lr {row['lr']:.2g}  {row['seconds']:.1f} s"
+            + ("  *" if row["best"] else "")
+        )
+
+    result = train_module.train(
+        dataset_dir, out, config, resume=resume, overwrite=overwrite, progress=rank == 0,
+        on_epoch=report if rank == 0 else None,
+    )
+    if rank == 0:
+        stop = " (early stop)" if result.stopped_early else ""
+        click.echo(
+            f"model {result.model_path}: {result.parameters:,} parameters, best epoch "
+            f"{result.best_epoch} of {result.epochs_run}{stop}, loss {result.best_loss:.4g}; "
+            f"log {result.log_path}, curve {result.plot_path}"
+        )

@@ -1,0 +1,435 @@
+"""Evaluation on held-out cases: MDE / NRMSE tables, DVHs, figures, JSON and Markdown report.
+
+For every case of the evaluated split (``test`` by default) the CNN dose is predicted
+(:func:`residualnet.infer.predict_case`) and compared with the ground truth ``dose/mc``
+(Monte Carlo on the true activity), together with the VDK (``dose/vdk``) and, when the case
+has it, Monte Carlo on the SPECT image (``dose/mc_spect``).  Regions are the paper's
+(:func:`mcdose.metrics.standard_regions`): healthy liver, liver, each lesion, spleen, left
+and right kidney, and the whole body.  MDE and NRMSE follow Li et al., DblurDoseNet, Med.
+Phys. 49 (2022) 1216; the summary gives, per region class and method, the mean and range
+over cases (over lesions for ``tumour``), as that paper's Tables I and II.
+
+Output folder::
+
+    report.json        everything: per case, per region, per method; summary; goals
+    report.md          Tables I and II (%), goals, figures
+    slices_<case>.png  axial slice: GT, VDK, (MC-on-SPECT), CNN and their errors
+    dvh_<case>.png     cumulative DVHs per region class
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mcdose.errors import CaseFileError, InputError
+from mcdose.io.atomic import atomic_path
+from mcdose.io.case import read_dataset
+from mcdose.metrics import (
+    cumulative_dvh,
+    dvh_metrics,
+    mde,
+    nrmse,
+    region_class,
+    standard_regions,
+)
+from mcdose.progress import progress_bar
+from residualnet.data import inspect_case, read_manifest
+from residualnet.infer import predict_case
+from residualnet.modelfile import load_model
+
+__all__ = ["EVALUATION_DATASETS", "PAPER_TABLES", "evaluate", "format_summary_table"]
+
+log = logging.getLogger(__name__)
+
+#: datasets every evaluated case needs
+EVALUATION_DATASETS = ("spect", "density", "dose/vdk", "dose/mc", "labels")
+#: method name -> (dataset, table heading)
+METHODS = {"vdk": "VDK", "mc_spect": "MC-on-SPECT", "cnn": "CNN"}
+#: summary rows in table order
+SUMMARY_CLASSES = ("healthy_liver", "liver", "tumour", "spleen", "kidney_left", "kidney_right",
+                   "body")
+
+#: Li et al. (2022) Tables I (MDE) and II (NRMSE), % — VDK, MC-on-SPECT, CNN
+#: (as quoted in REFERENCES.md).
+PAPER_TABLES: dict[str, dict[str, tuple[float, float, float]]] = {
+    "mde": {
+        "healthy_liver": (3.2, 1.0, 1.6),
+        "liver": (4.0, 2.1, 1.9),
+        "tumour": (13.7, 13.2, 5.5),
+        "spleen": (4.5, 4.8, 2.7),
+        "kidney_left": (2.9, 1.7, 1.3),
+        "kidney_right": (5.6, 4.8, 2.1),
+    },
+    "nrmse": {
+        "healthy_liver": (22.3, 22.7, 20.8),
+        "liver": (21.6, 21.8, 19.4),
+        "tumour": (22.4, 22.3, 17.3),
+        "spleen": (17.7, 18.0, 12.9),
+        "kidney_left": (21.5, 21.7, 18.3),
+        "kidney_right": (21.6, 21.7, 19.3),
+    },
+}
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "min": float(arr.min()), "max": float(arr.max()),
+            "n": int(arr.size)}
+
+
+def _case_metrics(
+    doses: dict[str, np.ndarray], truth: np.ndarray, regions: dict[str, np.ndarray]
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, mask in regions.items():
+        entry: dict[str, Any] = {"voxels": int(mask.sum()),
+                                 "mean_truth_Gy_s": float(truth[mask].mean())}
+        for method, dose in doses.items():
+            entry[method] = {"mde": mde(dose, truth, mask), "nrmse": nrmse(dose, truth, mask)}
+        entry["dvh"] = {
+            method: dvh_metrics(dose, mask) for method, dose in [("truth", truth), *doses.items()]
+        }
+        out[name] = entry
+    return out
+
+
+def _summary(cases: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for cls in SUMMARY_CLASSES:
+        per_method: dict[str, Any] = {}
+        for method in methods:
+            values: dict[str, list[float]] = {"mde": [], "nrmse": []}
+            for case in cases:
+                for name, entry in case["regions"].items():
+                    if region_class(name) == cls and method in entry:
+                        for metric in values:
+                            values[metric].append(entry[method][metric])
+            if values["mde"]:
+                per_method[method] = {metric: _stats(v) for metric, v in values.items()}
+        if per_method:
+            summary[cls] = per_method
+    return summary
+
+
+def _goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's accuracy goals, checked on the mean values of the summary."""
+    goals: list[dict[str, Any]] = []
+    for cls in SUMMARY_CLASSES[:-1]:
+        row = summary.get(cls)
+        if not row or "cnn" not in row or "vdk" not in row:
+            continue
+        for metric in ("mde", "nrmse"):
+            cnn, vdk = row["cnn"][metric]["mean"], row["vdk"][metric]["mean"]
+            goals.append({"goal": f"CNN {metric.upper()} < VDK {metric.upper()}", "region": cls,
+                          "cnn": cnn, "reference": vdk, "passed": bool(cnn < vdk)})
+        if cls == "tumour":
+            cnn, vdk = row["cnn"]["mde"]["mean"], row["vdk"]["mde"]["mean"]
+            goals.append({"goal": "CNN MDE <= 0.5 x VDK MDE", "region": cls, "cnn": cnn,
+                          "reference": 0.5 * vdk, "passed": bool(cnn <= 0.5 * vdk)})
+        if "mc_spect" in row:
+            cnn, ref = row["cnn"]["nrmse"]["mean"], row["mc_spect"]["nrmse"]["mean"]
+            goals.append({"goal": "CNN NRMSE < MC-on-SPECT NRMSE", "region": cls, "cnn": cnn,
+                          "reference": ref, "passed": bool(cnn < ref)})
+    return goals
+
+
+# -- figures ------------------------------------------------------------------------------------
+def _figure_slice(labels: np.ndarray, regions: dict[str, np.ndarray], truth: np.ndarray) -> int:
+    lesions = [m for n, m in regions.items() if region_class(n) == "tumour"]
+    if lesions:
+        largest = max(lesions, key=lambda m: int(m.sum()))
+        return int(round(float(np.nonzero(largest)[0].mean())))
+    return int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def _slice_figure(path: Path, case: str, z: int, truth: np.ndarray, density: np.ndarray,
+                  doses: dict[str, np.ndarray], spacing_mm: tuple[float, float, float]) -> None:
+    from matplotlib.figure import Figure
+
+    panels = [("GT (dose/mc)", truth[z])] + [(METHODS[m], d[z]) for m, d in doses.items()]
+    errors = [(f"{METHODS[m]} − GT", d[z] - truth[z]) for m, d in doses.items()]
+    ncol = len(panels)
+    fig = Figure(figsize=(3.2 * ncol, 6.2), dpi=100)
+    vmax = max(float(truth[z].max()), 1e-30)
+    emax = max([float(np.abs(e).max()) for _, e in errors] + [1e-30])
+    aspect = spacing_mm[1] / spacing_mm[0]
+    for i, (title, img) in enumerate(panels):
+        ax = fig.add_subplot(2, ncol, i + 1)
+        im = ax.imshow(img, cmap="inferno", vmin=0, vmax=vmax, aspect=aspect)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="Gy/s" if i == 0 else None)
+    ax = fig.add_subplot(2, ncol, ncol + 1)
+    im = ax.imshow(density[z], cmap="gray", aspect=aspect)
+    ax.set_title("density", fontsize=9)
+    ax.axis("off")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="g/cm³")
+    for i, (title, img) in enumerate(errors):
+        ax = fig.add_subplot(2, ncol, ncol + i + 2)
+        im = ax.imshow(img, cmap="RdBu_r", vmin=-emax, vmax=emax, aspect=aspect)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    fig.suptitle(f"{case}: slice z = {z}", fontsize=10)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def _dvh_figure(path: Path, case: str, truth: np.ndarray, doses: dict[str, np.ndarray],
+                regions: dict[str, np.ndarray]) -> None:
+    from matplotlib.figure import Figure
+
+    groups: dict[str, np.ndarray] = {}
+    for name, mask in regions.items():
+        cls = region_class(name)
+        if cls == "body":
+            continue
+        groups[cls] = groups[cls] | mask if cls in groups else mask
+    if not groups:
+        return
+    n = len(groups)
+    ncol = min(n, 3)
+    nrow = math.ceil(n / ncol)
+    fig = Figure(figsize=(4.2 * ncol, 3.3 * nrow), dpi=100)
+    styles = {"truth": ("k", "-"), "vdk": ("tab:blue", "--"), "mc_spect": ("tab:green", ":"),
+              "cnn": ("tab:red", "-")}
+    for i, (cls, mask) in enumerate(groups.items()):
+        ax = fig.add_subplot(nrow, ncol, i + 1)
+        top = max(float(d[mask].max()) for d in [truth, *doses.values()])
+        for method, dose in [("truth", truth), *doses.items()]:
+            levels, volume = cumulative_dvh(dose, mask, 200, max_dose=top)
+            color, ls = styles[method]
+            label = "GT (MC)" if method == "truth" else METHODS[method]
+            ax.plot(levels, 100 * volume, color=color, ls=ls, label=label)
+        ax.set_title(cls.replace("_", " ") + (" (all lesions)" if cls == "tumour" else ""),
+                     fontsize=9)
+        ax.set_xlabel("dose rate (Gy/s)")
+        ax.set_ylabel("volume (%)")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+        ax.grid(True, alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"{case}: cumulative DVH", fontsize=10)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+# -- report ---------------------------------------------------------------------------------------
+def _pct(stats: dict[str, float] | None) -> str:
+    if not stats:
+        return "—"
+    return f"{100 * stats['mean']:.1f} ({100 * stats['min']:.1f}–{100 * stats['max']:.1f})"
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    methods = report["methods"]
+    lines = [
+        "# Residual CNN evaluation",
+        "",
+        f"- model: `{report['model']}` ({report['model_parameters']:,} parameters)",
+        f"- dataset: `{report['dataset']}`, split `{report['split']}`, "
+        f"{len(report['cases'])} case(s): {', '.join(c['case'] for c in report['cases'])}",
+        "- reference: `dose/mc` (Monte Carlo on the true activity); MDE and NRMSE as in Li et "
+        "al., DblurDoseNet, Med. Phys. 49 (2022) 1216",
+        "- values: mean (min–max) over cases, over lesions for *tumour*, in %; paper values "
+        "are VDK / MC-on-SPECT / CNN",
+        "",
+    ]
+    for metric, title in (("mde", "Mean-dose error (MDE, %) — cf. paper Table I"),
+                          ("nrmse", "NRMSE (%) — cf. paper Table II")):
+        lines += [f"## {title}", ""]
+        header = "| region | " + " | ".join(METHODS[m] for m in methods) + " | paper |"
+        lines += [header, "|" + "---|" * (len(methods) + 2)]
+        for cls, row in report["summary"].items():
+            paper = PAPER_TABLES[metric].get(cls)
+            paper_text = " / ".join(f"{v:.1f}" for v in paper) if paper else "—"
+            cells = [_pct(row.get(m, {}).get(metric)) for m in methods]
+            lines.append(f"| {cls.replace('_', ' ')} | " + " | ".join(cells) +
+                         f" | {paper_text} |")
+        lines.append("")
+    lines += ["## Goals", ""]
+    for g in report["goals"]:
+        mark = "x" if g["passed"] else " "
+        lines.append(f"- [{mark}] {g['goal']} — {g['region'].replace('_', ' ')}: "
+                     f"{100 * g['cnn']:.2f} % vs {100 * g['reference']:.2f} %")
+    if not report["goals"]:
+        lines.append("- (no region with both VDK and CNN)")
+    lines += ["", "## Inference time", ""]
+    for case in report["cases"]:
+        lines.append(f"- {case['case']}: {case['shape']} voxels, "
+                     f"{case['inference_seconds']:.2f} s on {report['device']}")
+    if report["figures"]:
+        lines += ["", "## Figures", ""]
+        for fig in report["figures"]:
+            lines.append(f"![{fig}]({fig})")
+    return "\n".join(lines) + "\n"
+
+
+def format_summary_table(report: dict[str, Any]) -> str:
+    """A compact plain-text table of the summary (mean MDE / NRMSE in %) for the terminal."""
+    methods = report["methods"]
+    short = {"vdk": "VDK", "mc_spect": "MC-SPECT", "cnn": "CNN"}
+    w = 9
+    group = w * len(methods)
+    rows = [
+        f"{'':<14}  {'MDE (%)':^{group}}  {'NRMSE (%)':^{group}}",
+        f"{'region':<14}  " + "".join(f"{short[m]:>{w}}" for m in methods) + "  "
+        + "".join(f"{short[m]:>{w}}" for m in methods),
+    ]
+    for cls, row in report["summary"].items():
+        cells = []
+        for metric in ("mde", "nrmse"):
+            text = ""
+            for m in methods:
+                value = row.get(m, {}).get(metric)
+                text += f"{100 * value['mean']:>{w}.1f}" if value else f"{'—':>{w}}"
+            cells.append(text)
+        rows.append(f"{cls:<14}  " + "  ".join(cells))
+    passed = sum(g["passed"] for g in report["goals"])
+    rows.append(f"goals met: {passed}/{len(report['goals'])} (see report.md)")
+    return "\n".join(rows)
+
+
+def evaluate(
+    dataset_dir: str | os.PathLike[str],
+    model_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    device: str = "auto",
+    batch_slices: int | None = None,
+    figures: int = 3,
+    crop_to_body: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Evaluate VDK, MC-on-SPECT and the CNN against ``dose/mc`` on one split.
+
+    Parameters
+    ----------
+    dataset_dir
+        Dataset folder (:mod:`residualnet.data`).
+    model_path
+        Model file.
+    out_dir
+        Report folder (created; its parent must exist).
+    split
+        Which split to evaluate (``"test"``).
+    device, batch_slices, crop_to_body
+        Passed to :func:`~residualnet.infer.predict_case`.
+    figures
+        Slice and DVH figures for the first ``figures`` cases.
+    progress
+        Progress bar over cases.
+
+    Returns
+    -------
+    dict
+        The report (also written as ``report.json``).
+
+    Raises
+    ------
+    InputError
+        No case in the split, a case without a required dataset, a model that does not
+        suit the cases (voxel size, nuclide) — checked before anything is written.
+    """
+    entries = [e for e in read_manifest(dataset_dir) if e.split == split]
+    if not entries:
+        raise InputError(f"{dataset_dir}: no cases in split '{split}'")
+    model = load_model(model_path)
+    metas = []
+    for entry in entries:
+        meta = inspect_case(entry.path, require=EVALUATION_DATASETS)
+        if not meta.label_names:
+            raise CaseFileError(f"{entry.path}: dataset 'labels' has no 'names' attribute")
+        model.check_compatible(voxel_mm=meta.spacing_mm, nuclide=meta.nuclide,
+                               what=str(entry.path))
+        metas.append(meta)
+    out = Path(out_dir)
+    if not out.parent.is_dir():
+        raise InputError(f"output folder's parent does not exist: {out.parent}")
+    out.mkdir(exist_ok=True)
+
+    from residualnet.infer import resolve_device
+
+    dev = resolve_device(device)
+    cases: list[dict[str, Any]] = []
+    figure_files: list[str] = []
+    methods_seen: set[str] = set()
+    with progress_bar(len(entries), "evaluating", unit="cases", enabled=progress) as advance:
+        for i, (entry, meta) in enumerate(zip(entries, metas, strict=True)):
+            path = entry.path
+            spect = read_dataset(path, "spect")
+            density = read_dataset(path, "density")
+            vdk = read_dataset(path, "dose/vdk")
+            truth = read_dataset(path, "dose/mc")
+            labels = read_dataset(path, "labels")
+            t0 = time.perf_counter()
+            cnn = predict_case(model, spect, density, vdk, labels=labels, device=dev,
+                               batch_slices=batch_slices, crop_to_body=crop_to_body)
+            seconds = time.perf_counter() - t0
+            doses = {"vdk": vdk}
+            if "dose/mc_spect" in meta.datasets:
+                doses["mc_spect"] = read_dataset(path, "dose/mc_spect")
+            doses["cnn"] = cnn
+            methods_seen.update(doses)
+            regions = standard_regions(meta.label_names, labels)
+            cases.append({
+                "case": entry.name,
+                "file": str(path),
+                "shape": list(meta.shape),
+                "inference_seconds": seconds,
+                "regions": _case_metrics(doses, truth, regions),
+            })
+            if i < figures:
+                z = _figure_slice(labels, regions, truth)
+                name = f"slices_{entry.name}.png"
+                _slice_figure(out / name, entry.name, z, truth, density, doses, meta.spacing_mm)
+                figure_files.append(name)
+                name = f"dvh_{entry.name}.png"
+                _dvh_figure(out / name, entry.name, truth, doses, regions)
+                if (out / name).exists():
+                    figure_files.append(name)
+            advance(1)
+    methods = [m for m in METHODS if m in methods_seen]
+    summary = _summary(cases, methods)
+    report: dict[str, Any] = {
+        "model": str(model_path),
+        "model_parameters": model.parameters,
+        "model_voxel_mm": list(model.voxel_mm),
+        "nuclide": model.nuclide,
+        "dataset": str(dataset_dir),
+        "split": split,
+        "device": str(dev),
+        "reference": "dose/mc",
+        "methods": methods,
+        "metrics": {
+            "mde": "|mean(D_est) - mean(D_mc)| / mean(D_mc) over the region (fraction)",
+            "nrmse": "sqrt(mean((D_est - D_mc)^2)) / sqrt(mean(D_mc^2)) over the region "
+                     "(fraction)",
+            "source": "Li et al., DblurDoseNet, Med. Phys. 49 (2022) 1216",
+        },
+        "summary": summary,
+        "goals": _goals(summary),
+        "cases": cases,
+        "figures": figure_files,
+        "paper": PAPER_TABLES,
+    }
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2, allow_nan=True))
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text(_markdown(report))
+    log.info("evaluation report written to %s", out)
+    return report

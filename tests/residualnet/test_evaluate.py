@@ -1,0 +1,70 @@
+"""residualnet.evaluate: report contents against direct metric calls, files, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mcdose.errors import InputError
+from mcdose.io.case import read_dataset, read_label_names
+from mcdose.metrics import mde, nrmse, standard_regions
+from residualnet.evaluate import evaluate, format_summary_table
+from residualnet.model import build_model
+from residualnet.modelfile import save_model
+from residualnet.normalization import Normalization
+
+
+@pytest.fixture(scope="module")
+def model_path(tiny_config, tmp_path_factory):
+    net = build_model(tiny_config, seed=0)  # untrained: CNN = VDK inside the body
+    return save_model(tmp_path_factory.mktemp("model") / "m.pt", net,
+                      Normalization(600.0, 1.1e5), voxel_mm=(4, 4, 4), nuclide="Lu-177")
+
+
+def test_report(tiny_dataset, model_path, tmp_path):
+    out = tmp_path / "report"
+    report = evaluate(tiny_dataset, model_path, out, device="cpu", figures=1)
+    for name in ("report.json", "report.md", "slices_case_0003.png", "dvh_case_0003.png"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "report.json").read_text())["summary"] == report["summary"]
+    assert report["methods"] == ["vdk", "mc_spect", "cnn"]
+    assert [c["case"] for c in report["cases"]] == ["case_0003"]
+
+    # per-region values equal direct metric calls on the case's arrays
+    case = tiny_dataset / "case_0003.h5"
+    truth, vdk = read_dataset(case, "dose/mc"), read_dataset(case, "dose/vdk")
+    regions = standard_regions(read_label_names(case), read_dataset(case, "labels"))
+    entry = report["cases"][0]["regions"]
+    assert set(entry) == set(regions)
+    for name, mask in regions.items():
+        assert entry[name]["vdk"]["mde"] == pytest.approx(mde(vdk, truth, mask))
+        assert entry[name]["vdk"]["nrmse"] == pytest.approx(nrmse(vdk, truth, mask))
+    # the untrained network returns the VDK inside the body (zero-initialised residual)
+    assert entry["liver"]["cnn"]["mde"] == pytest.approx(entry["liver"]["vdk"]["mde"], rel=1e-5)
+    # tumour row: mean and range over the lesions
+    lesions = [entry[n]["vdk"]["mde"] for n in entry if n.startswith("tumour/")]
+    tumour = report["summary"]["tumour"]["vdk"]["mde"]
+    assert tumour["n"] == len(lesions) == 2
+    assert tumour["mean"] == pytest.approx(np.mean(lesions))
+    assert tumour["min"] == pytest.approx(min(lesions))
+    # goals are evaluated and reported
+    assert any(g["goal"] == "CNN MDE <= 0.5 x VDK MDE" for g in report["goals"])
+    markdown = (out / "report.md").read_text()
+    assert "cf. paper Table I" in markdown and "13.7 / 13.2 / 5.5" in markdown
+    table = format_summary_table(report)
+    assert table.splitlines()[1].split() == ["region", "VDK", "MC-SPECT", "CNN", "VDK",
+                                             "MC-SPECT", "CNN"]
+    assert "kidney_left" in table
+
+
+def test_errors_before_writing(tiny_dataset, tiny_config, tmp_path):
+    other = save_model(tmp_path / "other.pt", build_model(tiny_config),
+                       Normalization(1.0, 1.0), voxel_mm=(2, 2, 2), nuclide="Lu-177")
+    with pytest.raises(InputError, match="voxels of 2×2×2 mm"):
+        evaluate(tiny_dataset, other, tmp_path / "r1", device="cpu")
+    assert not (tmp_path / "r1").exists()
+    with pytest.raises(InputError, match="no cases in split 'dev'"):
+        evaluate(tiny_dataset, other, tmp_path / "r2", split="dev")
+    assert not (tmp_path / "r2").exists()

@@ -1,0 +1,152 @@
+"""residualnet.train: learning, checkpoint/resume, outputs, errors, DDP (gloo, 2 processes)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import sys
+
+import pytest
+import torch
+
+from mcdose.errors import InputError
+from residualnet.model import build_model
+from residualnet.modelfile import load_model
+from residualnet.train import TrainConfig, output_paths, train
+
+
+def _config(tiny_config, **kw) -> TrainConfig:
+    base = dict(epochs=2, batch_size=8, block_slices=4, workers=0, seed=0, model=tiny_config,
+                augment=True, early_stopping=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_loss_decreases_on_learnable_residual(tiny_config):
+    # target = VDK + a smooth function of the SPECT and density centre slices
+    g = torch.Generator().manual_seed(0)
+    packs = torch.rand(8, 2, tiny_config.pack_size, 16, 16, generator=g)
+    centre = packs[:, :, tiny_config.pack_size // 2]
+    vdk = torch.nn.functional.avg_pool2d(centre[:, :1], 3, 1, 1)
+    target = vdk + 0.5 * centre[:, :1] * centre[:, 1:] - 0.1
+    net = build_model(tiny_config, seed=0)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(25):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(net(packs, vdk), target)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_train_outputs_and_resume_reproduces(tiny_config, tiny_dataset, tmp_path):
+    straight = tmp_path / "straight"
+    split = tmp_path / "split"
+    straight.mkdir()
+    split.mkdir()
+    full = train(tiny_dataset, straight / "m.pt", _config(tiny_config, epochs=2))
+    assert [row["epoch"] for row in full.history] == [1, 2]
+    assert full.parameters == sum(p.numel() for p in build_model(tiny_config).parameters())
+    for path in output_paths(straight / "m.pt").values():
+        assert path.exists(), path
+    rows = list(csv.DictReader((straight / "m.log.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert (straight / "m.loss.png").read_bytes()[:4] == b"\x89PNG"
+
+    # the same run in two halves
+    half = train(tiny_dataset, split / "m.pt", _config(tiny_config, epochs=1))
+    assert half.epochs_run == 1
+    resumed = train(tiny_dataset, split / "m.pt", _config(tiny_config, epochs=2), resume=True)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    for a, b in zip(full.history, resumed.history, strict=True):
+        assert a["train_loss"] == b["train_loss"] and a["val_loss"] == b["val_loss"]
+    for (k, va), vb in zip(full.net.state_dict().items(), resumed.net.state_dict().values(),
+                           strict=True):
+        assert torch.equal(va, vb), k
+
+    model = load_model(straight / "m.pt", expected_voxel_mm=(4, 4, 4), expected_nuclide="lu177")
+    assert model.config == tiny_config
+    assert model.training["best_epoch"] == full.best_epoch
+    assert model.normalization == full.normalization
+
+    # errors, each one line, nothing overwritten
+    with pytest.raises(InputError, match="--resume"):
+        train(tiny_dataset, straight / "m.pt", _config(tiny_config))
+    with pytest.raises(InputError, match="checkpoint .* not found"):
+        train(tiny_dataset, tmp_path / "none.pt", _config(tiny_config), resume=True)
+    other = _config(tiny_config).model.__class__(**{**tiny_config.to_dict(), "unet_width": 6})
+    with pytest.raises(InputError, match="different architecture"):
+        train(tiny_dataset, straight / "m.pt", _config(tiny_config, model=other), resume=True)
+
+
+def test_train_body_loss_no_validation(tiny_config, tiny_dataset, tmp_path):
+    manifest = json.loads((tiny_dataset / "manifest.json").read_text())
+    data = tmp_path / "data"
+    data.mkdir()
+    for case in manifest["cases"]:
+        (data / case["file"]).symlink_to(tiny_dataset / case["file"])
+        case["split"] = "train" if case["split"] != "test" else "test"
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    result = train(data, tmp_path / "m.pt",
+                   _config(tiny_config, epochs=1, loss="body", max_batches=2, augment=False))
+    assert result.history[0]["val_loss"] != result.history[0]["val_loss"]  # NaN: no val split
+    assert result.best_epoch == 1
+
+
+def test_train_input_errors(tiny_config, tiny_dataset, tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        train(tmp_path / "nothing", tmp_path / "m.pt", _config(tiny_config))
+    with pytest.raises(InputError, match="output folder"):
+        train(tiny_dataset, tmp_path / "no" / "m.pt", _config(tiny_config))
+    only_test = tmp_path / "only_test"
+    only_test.mkdir()
+    (only_test / "c.h5").symlink_to(tiny_dataset / "case_0000.h5")
+    (only_test / "manifest.json").write_text(
+        json.dumps({"cases": [{"file": "c.h5", "split": "test"}]})
+    )
+    with pytest.raises(InputError, match="no training cases"):
+        train(only_test, tmp_path / "m.pt", _config(tiny_config))
+    with pytest.raises(InputError, match="loss"):
+        TrainConfig(loss="l1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, dataset: str, out: str, config: dict,
+                result_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MCDOSE_NO_PROGRESS="1")
+    torch.set_num_threads(1)
+    result = train(dataset, out, TrainConfig.from_dict(config), overwrite=True)
+    checksum = float(sum(p.double().sum() for p in result.net.parameters()))
+    with open(os.path.join(result_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"history": result.history, "checksum": checksum}, f)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forks two gloo processes (Linux)")
+def test_ddp_two_processes_gloo(tiny_config, tiny_dataset, tmp_path):
+    import torch.multiprocessing as mp
+
+    config = _config(tiny_config, epochs=1, device="cpu").to_dict()
+    out = tmp_path / "ddp.pt"
+    # fork: the workers inherit the imported modules (spawn would re-import torch twice);
+    # never fork a process that has initialised CUDA
+    method = "spawn" if torch.cuda.is_initialized() else "fork"
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(tiny_dataset), str(out), config,
+                                          str(tmp_path)), nprocs=2, join=True,
+                       start_method=method)
+    r0 = json.loads((tmp_path / "rank0.json").read_text())
+    r1 = json.loads((tmp_path / "rank1.json").read_text())
+    # all-reduced losses and DDP-synchronised weights are the same on both ranks
+    assert r0["history"][0]["train_loss"] == r1["history"][0]["train_loss"]
+    assert r0["checksum"] == pytest.approx(r1["checksum"], rel=1e-12)
+    model = load_model(out)
+    assert model.training["world_size"] == 2
