@@ -1,0 +1,142 @@
+"""``mcdose dose``: patient dosimetry from a clinical SPECT/CT.
+
+Composition only: :func:`mcdose.dosimetry.run_dosimetry` does the work; this module parses
+the options and prints a short summary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _thresholds(ctx: click.Context, param: click.Parameter, value: str | None
+                ) -> tuple[float, ...]:
+    if not value:
+        return ()
+    out = []
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise click.BadParameter(f"{part!r} is not a number (e.g. 10,20,30)") from None
+    return tuple(out)
+
+
+@click.command(name="dose")
+@click.option("--spect", type=click.Path(path_type=Path), default=None,
+              help="SPECT of a single time point: DICOM NM file/folder or NIfTI/NRRD/MHA. "
+              "Output: dose rate at scan time (Gy/h).")
+@click.option("--ct", type=click.Path(path_type=Path), required=True,
+              help="CT of the (first) SPECT/CT session in HU: DICOM folder/file or image.")
+@click.option("--method", type=click.Choice(["vdk", "cnn", "mc"]), required=True,
+              help="vdk: kernel convolution; cnn: residual CNN (needs --model); mc: Monte "
+              "Carlo.")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="Residual-CNN model file (--method cnn); refused if trained for another "
+              "voxel size or nuclide.")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Organ/lesion labels: integer image on the CT or SPECT grid, or DICOM "
+              "RTSTRUCT.")
+@click.option("--label-names", type=click.Path(path_type=Path), default=None,
+              help="JSON {\"1\": \"liver\"} or CSV value,name for a label image.")
+@click.option("--nuclide", default="Lu-177", show_default=True, help="ICRP-107 nuclide.")
+@click.option("--spect-units", type=click.Choice(["Bq/ml", "counts"]), default="Bq/ml",
+              show_default=True, help="Units of the SPECT voxels (checked against DICOM).")
+@click.option("--calibration-cps-per-mbq", type=float, default=None,
+              help="Counts per second per MBq (with --spect-units counts).")
+@click.option("--frame-duration-s", type=float, multiple=True,
+              help="Acquisition time in s that the counts were collected over (with counts); "
+              "once, or once per time point.")
+@click.option("--hu-calibration", default="paper", show_default=True,
+              help="'paper' (Li et al. bilinear) or a CSV file hu,density_g_cm3.")
+@click.option("--grid", type=click.Choice(["spect", "ct"]), default="spect", show_default=True,
+              help="Dose grid: the SPECT's or the CT's.")
+@click.option("--histories", type=click.IntRange(min=100), default=None,
+              help="Monte Carlo decays (--method mc)  [default: 1e7]")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Monte Carlo seed.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Device of Monte Carlo, kernel generation and CNN.")
+@click.option("--timepoint", "timepoints", multiple=True, metavar="SPECT:HOURS",
+              help="A SPECT and its time after administration in h (repeat, increasing "
+              "time; instead of --spect).  The first is the reference (its CT is --ct).  Two "
+              "or more give the absorbed dose in Gy.")
+@click.option("--timepoint-ct", "timepoint_cts", multiple=True, metavar="HOURS:CT",
+              help="CT of the later time point at HOURS, to register it to the first by "
+              "rigid CT registration; time points without one are assumed aligned.")
+@click.option("--integration", type=click.Choice(["mono", "bi", "trapezoid"]), default="mono",
+              show_default=True, help="Time-activity model (several time points).")
+@click.option("--fit-level", type=click.Choice(["voxel", "organ"]), default="voxel",
+              show_default=True, help="Fit every voxel's curve, or every organ's curve.")
+@click.option("--dvh-thresholds", callback=_thresholds, default=None, metavar="X,Y,...",
+              help="Dose levels (Gy; Gy/h for a dose rate) for V_x in the organ table.")
+@click.option("--vdk-kernels", type=click.Choice(["single", "tissue"]), default="single",
+              show_default=True, help="VDK: one soft-tissue kernel (paper) or one per tissue "
+              "class.")
+@click.option("--kernel-histories", type=click.IntRange(min=100), default=None,
+              help="Decays per VDK kernel part when a kernel must be generated  [default: 1e6]")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for organs.csv, organs.json, dvh.png and report.html.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Dose image (.nii.gz, .nii, .nrrd, .mha); <stem>_rtdose.dcm is written "
+              "beside it when the CT is DICOM.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+def dose(spect, ct, method, model, labels, label_names, nuclide, spect_units,
+         calibration_cps_per_mbq, frame_duration_s, hu_calibration, grid, histories, seed,
+         device, timepoints, timepoint_cts, integration, fit_level, dvh_thresholds,
+         vdk_kernels, kernel_histories, report_dir, out, overwrite) -> None:
+    """Absorbed dose (rate) of a patient from SPECT/CT, with organ table and report.
+
+    One time point (--spect, or a single --timepoint): the dose-rate map in Gy/h at scan
+    time.  Several (--timepoint SPECT:HOURS repeated): time-integrated activity per voxel or
+    organ, then the absorbed dose in Gy.  Every input is checked before anything is
+    computed; on any error nothing is written.
+    """
+    from mcdose.dosimetry.pipeline import TimePoint, run_dosimetry
+    from mcdose.errors import InputError
+
+    cts: dict[float, Path] = {}
+    for item in timepoint_cts:
+        hours, sep, path = item.partition(":")
+        try:
+            key = float(hours)
+        except ValueError:
+            key = None
+        if not sep or not path or key is None:
+            raise InputError(f"--timepoint-ct {item!r}: expected HOURS:CT, e.g. 24:ct_day2/")
+        cts[key] = Path(path)
+    tps = [TimePoint.parse(text) for text in timepoints]
+    if cts:
+        later = {tp.hours for tp in tps[1:]}
+        for key in cts:
+            if key not in later:
+                raise InputError(f"--timepoint-ct {key:g}:...: no later --timepoint at {key:g} h")
+        tps = [tps[0]] + [TimePoint(tp.spect, tp.hours, cts.get(tp.hours)) for tp in tps[1:]]
+
+    result = run_dosimetry(
+        ct=ct, out=out, spect=spect, timepoints=tps, method=method, model=model, labels=labels,
+        label_names=label_names, nuclide=nuclide, spect_units=spect_units,
+        calibration_cps_per_mbq=calibration_cps_per_mbq,
+        frame_duration_s=list(frame_duration_s) or None, hu_calibration=hu_calibration,
+        grid=grid, histories=histories, seed=seed, device=device, vdk_kernels=vdk_kernels,
+        kernel_histories=kernel_histories, integration=integration, fit_level=fit_level,
+        dvh_thresholds=dvh_thresholds, report_dir=report_dir, overwrite=overwrite,
+        progress=True,
+    )
+    unit = result.unit
+    key = unit.replace("/", "_")
+    click.echo(f"{result.quantity} ({unit}) by {method} written to {result.outputs['dose']} "
+               f"in {result.seconds:.1f} s; maximum {float(result.dose.max()):.4g} {unit}")
+    for name in ("rtdose", "uncertainty", "report_html"):
+        if name in result.outputs:
+            click.echo(f"  {name}: {result.outputs[name]}")
+    for row in result.organs:
+        click.echo(f"  {row['name']:<24} {row['volume_ml']:10.1f} ml  mean {row[f'mean_{key}']:.4g}"
+                   f"  max {row[f'max_{key}']:.4g}  D50 {row[f'D50_{key}']:.4g} {unit}")
+    for message in result.provenance.get("warnings", []):
+        click.echo(f"  warning: {message}")
