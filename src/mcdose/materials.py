@@ -621,6 +621,41 @@ def hu_to_density(hu: np.ndarray | float, calibration: str | HUCalibration = "pa
     )
 
 
+def density_to_hu(
+    density: np.ndarray | float, calibration: str | HUCalibration = "paper"
+) -> np.ndarray:
+    """Invert :func:`hu_to_density`: mass density (g/cm³) to CT numbers (HU, float32).
+
+    Used to write a CT image for a virtual patient.  The paper's bilinear calibration has a
+    gap between 1.02351 (HU = 0⁻) and 1.03107 g/cm³ (HU = 0⁺); densities in the gap map to
+    HU 0.  Results are clipped to [-1024, 3071] (the 12-bit CT range).
+
+    Parameters
+    ----------
+    density : array_like
+        Mass density, g/cm³.
+    calibration : {"paper"} or HUCalibration
+        As in :func:`hu_to_density`; a tabulated calibration is inverted by interpolation.
+
+    Returns
+    -------
+    numpy.ndarray
+        CT numbers, HU, float32.
+    """
+    rho = np.asarray(density, dtype=np.float64)
+    if isinstance(calibration, HUCalibration):
+        hu = np.interp(rho, calibration.density_g_cm3, calibration.hu)
+    elif isinstance(calibration, str) and calibration.strip().lower() == "paper":
+        hu = np.where(
+            rho <= 1.02351,
+            (rho - 1.02351) / 0.00108,
+            np.where(rho >= 1.03107, (rho - 1.03107) / 0.00069, 0.0),
+        )
+    else:
+        raise InputError(f"unknown CT calibration {calibration!r}; use 'paper' or an HUCalibration")
+    return np.clip(hu, -1024.0, 3071.0).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------
 # density → material
 # ---------------------------------------------------------------------------------------

@@ -266,3 +266,14 @@ def test_assign_materials_rejects_bad_density():
         assign_materials(np.array([1.0, np.nan]))
     with pytest.raises(InputError, match=">= 0"):
         assign_materials(np.array([-0.1]))
+
+
+def test_density_to_hu_inverts_the_paper_calibration():
+    # Li et al. (DblurDoseNet) bilinear calibration, inverted: HU -> density -> HU round trip.
+    from mcdose.materials import density_to_hu, hu_to_density
+
+    # (below about -946 HU the forward formula is clipped at the density of air)
+    hu = np.array([-900.0, -700.0, -100.0, -1.0, 1.0, 40.0, 900.0, 1500.0], np.float32)
+    np.testing.assert_allclose(density_to_hu(hu_to_density(hu)), hu, atol=0.05)
+    assert density_to_hu(1.027) == 0.0  # in the calibration's gap at HU 0
+    assert density_to_hu(0.0001) == -1024.0  # clipped to the CT range
