@@ -1,8 +1,10 @@
-"""Shared pytest configuration: GPU detection and the CUDA-simulator subprocess helper."""
+"""Shared pytest configuration: GPU detection, the CUDA-simulator subprocess helper and a
+fast session end."""
 
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import subprocess
 import sys
@@ -33,6 +35,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Collect the garbage once, then freeze the survivors out of later collections.
+
+    After the session pytest collects five more times to report finalizer errors
+    (``PytestUnraisableExceptionWarning``); with numba, torch, SimpleITK... loaded a worker
+    holds ~10⁶ objects and each full collection takes ~1 s.  Under ``pytest -n`` those
+    collections run after the worker has told xdist it finished, and execnet sends a
+    worker still busy 5 s after being asked to stop a SIGINT: the KeyboardInterrupt then
+    surfaced inside hypothesis' gc callback as an unraisable-exception warning.  This
+    collection runs before the worker reports (finalizer errors of garbage from the tests
+    are still reported); the objects alive now stay alive until exit, so freezing them
+    (``gc.freeze``) makes pytest's final collections nearly free.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def run_under_cudasim(code: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

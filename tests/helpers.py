@@ -349,3 +349,15 @@ def assert_one_line(exc: BaseException | Any, *needles: str) -> None:
     assert "\n" not in msg, msg
     for needle in needles:
         assert needle in msg, (needle, msg)
+
+
+def assert_cli_error(err: str, *needles: str) -> str:
+    """Assert a command's stderr is the one line ``mcdose: error: ...`` naming every needle.
+
+    ``err`` is the captured stderr (``capsys.readouterr().err``); returns the line.
+    """
+    line = err.strip()
+    assert line.startswith("mcdose: error: ") and "\n" not in line, err
+    for needle in needles:
+        assert needle in line, (needle, err)
+    return line

@@ -8,7 +8,8 @@ A *dataset* is a folder of case files (``*.h5``, layout in ``ARCHITECTURE.md``) 
 Each entry names a case file relative to the folder and its split, ``"train"``, ``"val"`` or
 ``"test"``; other keys (seed, preset, counts...) are kept but not read.  Without a manifest the
 ``*.h5`` files of the folder are split *by case* (never by slice) deterministically from a
-seed, 70/15/15 (:func:`split_by_case`).
+seed, 70/15/15 (:func:`split_by_case`, the rule of the dataset factory's manifest,
+:func:`mcdose.dataset.manifest.split_by_case`, imported from there).
 
 Nothing reads a whole case: a training item is a *block* of consecutive centre slices of one
 case, read as one slab of SPECT and density (the block plus ``(P − 1) / 2`` slices each side,
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from mcdose.dataset.manifest import MANIFEST_NAME, SPLITS, split_by_case
 from mcdose.errors import CaseFileError, InputError
 from mcdose.io.case import open_case, read_case_info, read_label_names
 from mcdose.metrics import BODY_DENSITY_THRESHOLD_G_CM3
@@ -66,8 +68,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
-SPLITS = ("train", "val", "test")
 #: datasets a training case needs
 TRAINING_DATASETS = ("spect", "density", "dose/vdk", "dose/mc")
 #: voxel datasets whose shapes must agree
@@ -87,46 +87,6 @@ class CaseEntry:
     @property
     def name(self) -> str:
         return self.path.stem
-
-
-def split_by_case(
-    names: Sequence[str],
-    *,
-    seed: int = 0,
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
-) -> dict[str, str]:
-    """Assign whole cases to train/val/test, deterministically from ``seed``.
-
-    The names are sorted, shuffled by ``numpy.random.default_rng(seed)`` and cut at
-    ``round(n·f_train)`` and ``round(n·(f_train + f_val))``; with three or more cases val
-    and test get at least one case each, train keeps at least one.
-
-    Returns
-    -------
-    dict
-        name → ``"train"`` | ``"val"`` | ``"test"``.
-    """
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or not sum(fractions) > 0:
-        raise InputError(f"split fractions must be three non-negative numbers, got {fractions}")
-    total = float(sum(fractions))
-    f_train, f_val, _ = (f / total for f in fractions)
-    ordered = sorted(set(names))
-    n = len(ordered)
-    order = np.random.default_rng(seed).permutation(n)
-    n_train = round(n * f_train)
-    n_val = round(n * f_val)
-    if n >= 3:
-        n_test = n - n_train - n_val
-        if fractions[1] > 0 and n_val == 0:
-            n_val, n_train = 1, n_train - 1
-        if fractions[2] > 0 and n_test == 0:
-            n_train -= 1
-        n_train = max(n_train, 1)
-    splits: dict[str, str] = {}
-    for rank, index in enumerate(order):
-        split = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
-        splits[ordered[index]] = split
-    return splits
 
 
 def read_manifest(

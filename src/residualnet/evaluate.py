@@ -19,7 +19,6 @@ Output folder::
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -32,6 +31,7 @@ import numpy as np
 from mcdose.errors import CaseFileError, InputError
 from mcdose.io.atomic import atomic_path
 from mcdose.io.case import read_dataset
+from mcdose.io.jsonio import write_json
 from mcdose.metrics import (
     cumulative_dvh,
     dvh_metrics,
@@ -427,8 +427,7 @@ def evaluate(
         "figures": figure_files,
         "paper": PAPER_TABLES,
     }
-    with atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2, allow_nan=True))
+    write_json(out / "report.json", report, allow_nan=True)
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(_markdown(report))
     log.info("evaluation report written to %s", out)

@@ -11,15 +11,14 @@ physics: use the real pipeline for anything quantitative.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from mcdose.io.atomic import atomic_path
 from mcdose.io.case import Geometry, create_case, dose_attrs, write_datasets
+from mcdose.io.jsonio import write_json
 
 __all__ = ["LABEL_NAMES", "make_synthetic_case", "make_synthetic_dataset", "synthetic_arrays"]
 
@@ -170,6 +169,5 @@ def make_synthetic_dataset(
         name = f"case_{i:04d}.h5"
         make_synthetic_case(out / name, shape=shape, seed=seed + i, spacing_mm=spacing_mm)
         cases.append({"file": name, "split": split, "seed": seed + i, "synthetic": True})
-    with atomic_path(out / "manifest.json") as tmp:
-        tmp.write_text(json.dumps({"cases": cases, "synthetic": True}, indent=2))
+    write_json(out / "manifest.json", {"cases": cases, "synthetic": True})
     return out

@@ -8,6 +8,7 @@ import pytest
 from mcdose_cli.main import main
 
 from mcdose.io.case import validate_case
+from tests.helpers import assert_cli_error
 
 FAST = ["--preset", "tiny", "--histories", "2e3", "--spect-backend", "gaussian",
         "--kernel-histories", "2000", "--device", "cpu", "--no-progress"]
@@ -18,13 +19,6 @@ def kernel_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MCDOSE_CACHE_DIR", str(tmp_path_factory.mktemp("mcdose-cache")))
         yield
-
-
-def _one_error_line(err: str, *needles: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("mcdose: error:"), err
-    for needle in needles:
-        assert needle in lines[0], (needle, err)
 
 
 def test_help(capsys):
@@ -47,13 +41,13 @@ def test_help(capsys):
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, needle):
     out = tmp_path / "ds"
     assert main(["build-dataset", str(out), "--cases", "1", *args]) == 2
-    _one_error_line(capsys.readouterr().err, needle)
+    assert_cli_error(capsys.readouterr().err, needle)
     assert not out.exists()
 
 
 def test_missing_cases(tmp_path, capsys):
     assert main(["build-dataset", str(tmp_path / "ds")]) == 2
-    _one_error_line(capsys.readouterr().err, "--cases")
+    assert_cli_error(capsys.readouterr().err, "--cases")
 
 
 def test_failed_case_exits_1_and_a_rerun_completes(tmp_path, capsys):
@@ -64,7 +58,7 @@ def test_failed_case_exits_1_and_a_rerun_completes(tmp_path, capsys):
     capsys.readouterr()
     assert main(["build-dataset", str(out), "--cases", "2", *FAST]) == 1
     captured = capsys.readouterr()
-    _one_error_line(captured.err, "1 of 2 case(s) failed", "case_0001.h5", "rerun")
+    assert_cli_error(captured.err, "1 of 2 case(s) failed", "case_0001.h5", "rerun")
     assert "1/2 case(s) complete" in captured.out and "case_0000" in captured.out
     validate_case(out / "case_0000.h5", require=("spect", "dose/mc", "dose/vdk"))
     manifest = json.loads((out / "manifest.json").read_text())

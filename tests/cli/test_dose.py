@@ -14,6 +14,7 @@ from mcdose_cli.main import main
 
 from mcdose.io.case import Geometry
 from mcdose.io.images import write_image
+from tests.helpers import assert_cli_error
 from tests.mcdose.dosimetry.synthetic import (
     CT_GEOMETRY,
     CT_SHAPE,
@@ -221,11 +222,9 @@ def test_bad_input(tmp_path, capsys, name):
     out = tmp_path / "out"
     out.mkdir()
     code = main(argv + ["--out", str(out / "dose.nii.gz"), "--report", str(out / "report")])
-    err = capsys.readouterr().err.strip()
+    err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("mcdose: error: ") and "\n" not in err, err
-    for needle in needles:
-        assert needle in err, (needle, err)
+    assert_cli_error(err, *needles)
     assert list(out.iterdir()) == []
 
 

@@ -14,6 +14,7 @@ from residualnet.model import ModelConfig, build_model  # noqa: E402
 from residualnet.modelfile import save_model  # noqa: E402
 from residualnet.normalization import Normalization  # noqa: E402
 from residualnet.synthetic import make_synthetic_dataset  # noqa: E402
+from tests.helpers import assert_cli_error  # noqa: E402
 
 TINY = ModelConfig(pack_size=5, stem_channels=(4, 4), stem_kernels=((3, 3, 3), (3, 3, 3)),
                    unet_levels=2, unet_width=4)
@@ -50,8 +51,7 @@ def test_bad_model_is_one_line(setup, tmp_path, capsys, model_arg, message):
     argv = ["evaluate", str(dataset), "--model", model_arg.format(tmp=tmp_path, ds=dataset),
             "--out", str(tmp_path / "r")]
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("mcdose: error:") and message in err and "\n" not in err
+    assert_cli_error(capsys.readouterr().err, message)
     assert not (tmp_path / "r").exists()
 
 

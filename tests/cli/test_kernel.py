@@ -7,18 +7,13 @@ import pytest
 from mcdose_cli.main import main
 
 from mcdose.vdk import read_kernel
+from tests.helpers import assert_cli_error
 
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MCDOSE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MCDOSE_NO_PROGRESS", "1")
-
-
-def _one_line_error(capsys):
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("mcdose: error:") and "\n" not in err, err
-    return err
 
 
 def test_help_lists_the_options(capsys):
@@ -43,7 +38,7 @@ def test_writes_an_anisotropic_kernel_and_reports_the_bookkeeping(tmp_path, caps
     assert k.attrs["photon_histories"] == 5000
     # a second run reads the cache (and refuses to overwrite without --overwrite)
     assert main(args) == 2
-    assert "--overwrite" in _one_line_error(capsys)
+    assert "--overwrite" in assert_cli_error(capsys.readouterr().err)
     assert main([*args, "--overwrite"]) == 0
     assert "from the kernel cache" in capsys.readouterr().out
     np.testing.assert_array_equal(read_kernel(out).kernel, k.kernel)
@@ -82,7 +77,7 @@ def test_bad_input_is_one_line_and_leaves_no_file(tmp_path, capsys, args, needle
             argv += [key, value]
     argv += args
     assert main(argv) == 2
-    assert needle in _one_line_error(capsys)
+    assert needle in assert_cli_error(capsys.readouterr().err)
     assert not out.exists()
     assert not list(tmp_path.glob(".*tmp*"))
 
@@ -91,4 +86,4 @@ def test_missing_output_folder(tmp_path, capsys):
     out = tmp_path / "missing" / "k.h5"
     assert main(["kernel", "--nuclide", "Lu-177", "--voxel-mm", "4", "--size", "3",
                  "--histories", "100", "--out", str(out)]) == 2  # fmt: skip
-    assert "does not exist" in _one_line_error(capsys)
+    assert "does not exist" in assert_cli_error(capsys.readouterr().err)

@@ -9,13 +9,7 @@ from mcdose_cli.main import main
 from mcdose.io.case import Geometry, read_dataset, validate_case
 from mcdose.io.images import write_image
 from mcdose.phantoms import read_phantom_params
-
-
-def _one_error_line(err: str, *needles: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("mcdose: error:"), err
-    for needle in needles:
-        assert needle in lines[0], (needle, err)
+from tests.helpers import assert_cli_error
 
 
 def test_writes_cases_with_recorded_seeds(tmp_path, capsys):
@@ -35,7 +29,7 @@ def test_writes_cases_with_recorded_seeds(tmp_path, capsys):
     assert "kept 2 existing" in capsys.readouterr().out
     np.testing.assert_array_equal(read_dataset(out / "case_0000.h5", "density"), before)
     assert main(["phantom", str(out), "--count", "1", "--seed", "9", "--preset", "tiny"]) == 2
-    _one_error_line(capsys.readouterr().err, "case_0000.h5", "--overwrite")
+    assert_cli_error(capsys.readouterr().err, "case_0000.h5", "--overwrite")
     assert main(["phantom", str(out), "--seed", "9", "--preset", "tiny", "--overwrite"]) == 0
     assert read_phantom_params(out / "case_0000.h5")["seed"] == 9
 
@@ -52,7 +46,7 @@ def test_writes_cases_with_recorded_seeds(tmp_path, capsys):
 def test_bad_input_exits_2(tmp_path, capsys, args, needle):
     out = tmp_path / "cases"
     assert main(["phantom", str(out), *args]) == 2
-    _one_error_line(capsys.readouterr().err, needle)
+    assert_cli_error(capsys.readouterr().err, needle)
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -60,7 +54,7 @@ def test_from_ct_needs_both(tmp_path, capsys):
     ct = tmp_path / "ct.nii.gz"
     write_image(ct, np.zeros((4, 8, 8), np.float32), Geometry((4.0, 4.0, 4.0)))
     assert main(["phantom", str(tmp_path / "out"), "--from-ct", str(ct)]) == 2
-    _one_error_line(capsys.readouterr().err, "--from-activity")
+    assert_cli_error(capsys.readouterr().err, "--from-activity")
     assert not (tmp_path / "out").exists()
 
 
@@ -80,4 +74,4 @@ def test_from_ct_and_activity(tmp_path, capsys):
     act = read_dataset(out / "case_0000.h5", "activity")
     assert act.sum() == pytest.approx(conc.sum() * 1e-6 * 0.064, rel=1e-5)
     assert main([*args, "--count", "2"]) == 2
-    _one_error_line(capsys.readouterr().err, "--count")
+    assert_cli_error(capsys.readouterr().err, "--count")

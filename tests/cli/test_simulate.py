@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from mcdose_cli.main import main
 
 from mcdose.io.case import Geometry, read_case_info, read_dataset_attrs
 from mcdose.io.images import read_image, write_image
-from mcdose_cli.main import main
-from tests.helpers import make_case
+from tests.helpers import assert_cli_error, make_case
 
 
 def test_simulate_case_writes_dose_and_reports(tmp_path, capsys):
@@ -55,8 +55,7 @@ def test_simulate_images_writes_dose_and_uncertainty(tmp_path, capsys):
 def test_bad_usage_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     assert main(args) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("mcdose: error:") and message in err[0], err
+    assert_cli_error(capsys.readouterr().err, message)
 
 
 def test_mismatched_image_grids_fail_without_output(tmp_path, capsys):

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from mcdose_cli.main import main
 
+from tests.helpers import assert_cli_error
+
 
 @pytest.fixture
 def case_file(tmp_path):
@@ -32,16 +34,13 @@ def test_help_lists_the_options(capsys):
 def test_missing_case_file_is_one_line_and_exit_2(tmp_path, capsys):
     missing = tmp_path / "missing.h5"
     assert main(["spect", str(missing), "--backend", "gaussian"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("mcdose: error:") and str(missing) in err
-    assert "\n" not in err
+    assert_cli_error(capsys.readouterr().err, str(missing))
     assert not missing.exists()
 
 
 def test_bad_option_value_exits_2(case_file, capsys):
     assert main(["spect", str(case_file), "--subsets", "8", "--views", "4"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("mcdose: error:") and "\n" not in err
+    assert_cli_error(capsys.readouterr().err)
 
 
 def test_writes_spect_then_skips(case_file, capsys):

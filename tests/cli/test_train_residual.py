@@ -12,6 +12,7 @@ from mcdose_cli.main import main  # noqa: E402
 
 from residualnet.modelfile import load_model  # noqa: E402
 from residualnet.synthetic import make_synthetic_dataset  # noqa: E402
+from tests.helpers import assert_cli_error  # noqa: E402
 
 #: smallest network the CLI options allow with the paper's stem kernels (pack of 9)
 TINY = ["--pack-size", "9", "--stem-channels", "2", "--width", "4", "--levels", "2",
@@ -43,8 +44,7 @@ def test_train_and_resume(dataset, tmp_path, capsys):
 
     # a second run without --resume refuses to overwrite
     assert main(["train-residual", str(dataset), "--out", str(out), *TINY]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("mcdose: error:") and "--resume" in err and "\n" not in err
+    assert_cli_error(capsys.readouterr().err, "--resume")
 
     assert main(["train-residual", str(dataset), "--out", str(out), "--epochs", "2", "--resume",
                  *TINY]) == 0
@@ -67,8 +67,7 @@ def test_bad_input_is_one_line(dataset, tmp_path, capsys, args, message):
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "m.pt")]
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("mcdose: error:") and message in err and "\n" not in err
+    assert_cli_error(capsys.readouterr().err, message)
     assert not (tmp_path / "m.pt").exists()
 
 

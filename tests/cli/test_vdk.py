@@ -8,19 +8,13 @@ from mcdose_cli.main import main
 
 from mcdose.io.case import read_dataset, read_dataset_attrs
 from mcdose.vdk import Kernel, write_kernel
-from tests.helpers import make_case
+from tests.helpers import assert_cli_error, make_case
 
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MCDOSE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MCDOSE_NO_PROGRESS", "1")
-
-
-def _one_line_error(capsys):
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("mcdose: error:") and "\n" not in err, err
-    return err
 
 
 def _kernel_file(path, voxel=(4.0, 4.0, 4.0)):
@@ -78,7 +72,7 @@ def test_kernel_voxel_mismatch_is_one_line_and_leaves_the_case(tmp_path, capsys)
     kfile = _kernel_file(tmp_path / "k.h5")
     before = case.read_bytes()
     assert main(["vdk", str(case), "--source", "activity", "--kernel", str(kfile)]) == 2
-    err = _one_line_error(capsys)
+    err = assert_cli_error(capsys.readouterr().err)
     assert "4×4×4 mm" in err and "2×2.5×3 mm" in err
     assert case.read_bytes() == before
 
@@ -95,10 +89,10 @@ def test_kernel_voxel_mismatch_is_one_line_and_leaves_the_case(tmp_path, capsys)
 def test_bad_input_is_one_line(tmp_path, capsys, extra, needle):
     case = make_case(tmp_path)
     assert main(["vdk", str(case), "--histories", "100", "--device", "cpu", *extra]) == 2
-    assert needle in _one_line_error(capsys)
+    assert needle in assert_cli_error(capsys.readouterr().err)
 
 
 def test_missing_case(tmp_path, capsys):
     missing = tmp_path / "missing.h5"
     assert main(["vdk", str(missing)]) == 2
-    assert str(missing) in _one_line_error(capsys)
+    assert str(missing) in assert_cli_error(capsys.readouterr().err)

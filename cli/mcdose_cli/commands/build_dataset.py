@@ -13,28 +13,9 @@ from pathlib import Path
 
 import click
 
+from mcdose_cli.commands.kernel import Count
+
 PRESET_NAMES = ("paper", "small", "tiny")
-
-
-class _Count(click.ParamType):
-    """A positive integer, also written as ``1e9``."""
-
-    name = "N"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        else:
-            try:
-                as_float = float(str(value))
-            except ValueError:
-                self.fail(f"{value!r} is not a number", param, ctx)
-            if not as_float.is_integer():
-                self.fail(f"{value!r} is not a whole number", param, ctx)
-            number = int(as_float)
-        if number < 1:
-            self.fail(f"{value!r} must be at least 1", param, ctx)
-        return number
 
 
 class CampaignFailed(click.ClickException):
@@ -52,7 +33,7 @@ class CampaignFailed(click.ClickException):
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Campaign seed: phantom i uses seed + i; SPECT/MC seeds and the split "
                    "derive from it.")
-@click.option("--histories", type=_Count(), default="1000000", show_default=True,
+@click.option("--histories", type=Count(minimum=1), default="1000000", show_default=True,
               help="Monte Carlo histories per MC stage (e.g. 1e9).")
 @click.option("--mc-spect/--no-mc-spect", default=False, show_default=True,
               help="Also run the MC on the SPECT (dose/mc_spect, the paper's comparison).")
@@ -71,7 +52,7 @@ class CampaignFailed(click.ClickException):
               default="auto", show_default=True, help="SPECT simulator.")
 @click.option("--batches", type=click.IntRange(min=2), default=10, show_default=True,
               help="MC batches for the uncertainty estimate.")
-@click.option("--kernel-histories", type=_Count(), default=None,
+@click.option("--kernel-histories", type=Count(minimum=1), default=None,
               help="Histories per part of VDK kernels generated for the grid "
                    "[default: mcdose.vdk's].")
 @click.option("--nuclide", default="Lu-177", show_default=True, help="Nuclide of the activity.")

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from mcdose.errors import InputError
+from mcdose.units import ACTIVITY_UNITS
 
 PRESET_NAMES = ("paper", "small", "tiny")
 
@@ -48,7 +49,7 @@ def _existing_matches(path: Path, seed: int, preset: str) -> bool:
 @click.option("--from-activity", "from_activity", type=click.Path(exists=True, path_type=Path),
               help="Activity image (e.g. PET) to go with --from-ct.")
 @click.option("--activity-units", default="Bq/ml", show_default=True,
-              type=click.Choice(["Bq/ml", "kBq/ml", "MBq/ml", "Bq", "MBq"], case_sensitive=False),
+              type=click.Choice(ACTIVITY_UNITS, case_sensitive=False),
               help="Units of --from-activity (concentration or amount per voxel).")
 @click.option("--labels", "labels_path", type=click.Path(exists=True, path_type=Path),
               help="Optional label image to go with --from-ct.")

@@ -7,28 +7,7 @@ from pathlib import Path
 import click
 
 from mcdose.errors import InputError
-
-ACTIVITY_UNITS = ("MBq", "Bq", "kBq", "MBq/ml", "kBq/ml", "Bq/ml")
-
-
-def activity_to_mbq_per_voxel(values, unit: str, voxel_ml: float):
-    """Convert an activity image to MBq per voxel.
-
-    Parameters
-    ----------
-    values : ndarray
-        Image values in ``unit``.
-    unit : str
-        One of :data:`ACTIVITY_UNITS`: per-voxel activities (MBq, kBq, Bq) or
-        concentrations (MBq/ml, kBq/ml, Bq/ml).
-    voxel_ml : float
-        Voxel volume, ml (= cm³).
-    """
-    factors = {"MBq": 1.0, "kBq": 1e-3, "Bq": 1e-6}
-    if unit in factors:
-        return values * factors[unit]
-    per_ml = {"MBq/ml": 1.0, "kBq/ml": 1e-3, "Bq/ml": 1e-6}[unit]
-    return values * (per_ml * voxel_ml)
+from mcdose.units import ACTIVITY_UNITS
 
 
 def _run_on_images(density_path, activity_path, out, units, options):
@@ -36,6 +15,7 @@ def _run_on_images(density_path, activity_path, out, units, options):
 
     from mcdose.io.images import read_image, write_image
     from mcdose.transport import simulate_dose
+    from mcdose.units import activity_to_mbq_per_voxel
 
     density, geometry = read_image(density_path)
     activity, act_geometry = read_image(activity_path)

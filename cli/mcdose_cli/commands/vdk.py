@@ -63,7 +63,7 @@ def vdk(
     voxel multiplied by ρ_kernel / ρ (density clamped at 0.05 g/cm3).  Cases already done
     with the same parameters are skipped.
     """
-    from mcdose.vdk.dose import DEFAULT_KERNEL_HISTORIES, vdk_case
+    from mcdose.vdk import DEFAULT_KERNEL_HISTORIES, vdk_case
 
     if kernel_files and kernels != "single":
         raise click.BadParameter("--kernel files go with --kernels single",

@@ -113,6 +113,7 @@ def case_config(
     spect_backend: str = "auto",
     mc_spect: bool = False,
     vdk_options: dict[str, Any] | None = None,
+    spect_protocol: dict[str, Any] | None = None,
 ) -> CaseConfig:
     """The parameters of case ``index`` of a campaign (seeds and SPECT count level).
 
@@ -139,6 +140,7 @@ def case_config(
         spect_backend=spect_backend,
         mc_spect=bool(mc_spect),
         vdk_options=dict(vdk_options or {}),
+        spect_protocol=dict(spect_protocol or {}),
     )
 
 
@@ -599,6 +601,7 @@ def build_dataset(
     nuclide: str = "Lu-177",
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     vdk_options: dict[str, Any] | None = None,
+    spect_protocol: dict[str, Any] | None = None,
     processes: bool = True,
     dashboard_address: str | None = None,
     stages: Sequence[tuple[str, Callable[..., StageResult]]] | None = None,
@@ -654,6 +657,9 @@ def build_dataset(
         Train / val / test fractions (split by case, :func:`manifest.split_by_case`).
     vdk_options
         Extra keyword arguments of :func:`mcdose.vdk.vdk_case`.
+    spect_protocol
+        :class:`mcdose.spect.SpectProtocol` fields to change from the paper's protocol
+        (e.g. ``{"views": 60, "iterations": 6}`` for a quick campaign).
     processes
         Local workers are processes (default); False runs them as threads of this process
         (debugging).
@@ -682,6 +688,13 @@ def build_dataset(
     t_start = time.perf_counter()
     _check_args(cases, preset, seed, histories, batches, workers, scheduler,
                 threads_per_worker, device, spect_backend)
+    if spect_protocol:
+        from mcdose.spect import SpectProtocol
+
+        try:
+            SpectProtocol(**spect_protocol)  # validate before any worker starts
+        except TypeError as exc:
+            raise InputError(f"spect_protocol: {exc}") from None
     from mcdose.nuclides import normalize_nuclide_name
     from mcdose.phantoms import PRESETS
 
@@ -712,7 +725,8 @@ def build_dataset(
     configs = [
         case_config(i, seed=seed, preset=preset, histories=histories, count_levels=levels,
                     nuclide=nuclide, batches=batches, device=device,
-                    spect_backend=spect_backend, mc_spect=mc_spect, vdk_options=vdk_options)
+                    spect_backend=spect_backend, mc_spect=mc_spect, vdk_options=vdk_options,
+                    spect_protocol=spect_protocol)
         for i in range(cases)
     ]
     stage_lists = {
@@ -741,6 +755,7 @@ def build_dataset(
         "count_levels": list(levels),
         "spect_backend": spect_backend,
         "vdk_options": dict(vdk_options or {}),
+        "spect_protocol": dict(spect_protocol or {}),
         "split_fractions": list(split_fractions),
         "split_seed": seed,
         "stages": list(stage_names),

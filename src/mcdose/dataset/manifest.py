@@ -105,9 +105,9 @@ def split_by_case(
 
     The names are sorted, shuffled by ``numpy.random.default_rng(seed)`` and cut at
     ``round(n·f_train)`` and ``round(n·(f_train + f_val))``; with three or more cases val
-    and test get at least one case each and train keeps at least one.  This is the same
-    rule as :func:`residualnet.data.split_by_case` (which splits a folder without a
-    manifest), so both give the same split of the same case names and seed.
+    and test get at least one case each and train keeps at least one.
+    :func:`residualnet.data.read_manifest` uses this function to split a folder without a
+    manifest, so both give the same split of the same case names and seed.
 
     Parameters
     ----------
@@ -198,23 +198,11 @@ def read_manifest(dataset_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 def write_manifest(dataset_dir: str | os.PathLike[str], manifest: Mapping[str, Any]) -> Path:
     """Write ``manifest.json`` atomically (temporary file + rename); return its path."""
-    from mcdose.io.atomic import atomic_path
+    from mcdose.io.jsonio import write_json
 
-    path = Path(dataset_dir) / MANIFEST_NAME
     data = dict(manifest)
     data["updated_utc"] = _now()
-    text = json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n"
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return path
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+    return write_json(Path(dataset_dir) / MANIFEST_NAME, data)
 
 
 def check_compatible(existing: Mapping[str, Any], parameters: Mapping[str, Any],

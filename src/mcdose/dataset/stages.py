@@ -26,7 +26,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ __all__ = [
     "CaseResult",
     "StageResult",
     "case_stages",
-    "is_stale",
     "mc_spect_stage",
     "mc_stage",
     "phantom_stage",
@@ -59,11 +58,6 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "vdk": ("dose/vdk",),
     "mc_spect": ("dose/mc_spect", "dose/mc_spect_uncertainty"),
 }
-
-#: stage -> the dataset its output is computed from, when that dataset is itself the output
-#: of an earlier stage whose parameters the stage's own ``params`` do not record.  When that
-#: dataset is recomputed (new count level...), the stage is forced to run again.
-UPSTREAM: dict[str, str] = {"vdk": "spect", "mc_spect": "spect"}
 
 #: seconds between two memory samples while a stage runs
 MEMORY_SAMPLE_S = 0.02
@@ -111,9 +105,11 @@ class CaseConfig:
         Run the MC on the SPECT (``dose/mc_spect``) as a last stage.
     vdk_options : dict
         Extra keyword arguments of :func:`mcdose.vdk.vdk_case` (e.g. a kernel file).
+    spect_protocol : dict
+        Fields of :class:`mcdose.spect.SpectProtocol` that differ from its defaults (the
+        paper's protocol), e.g. fewer views for a quick campaign; empty: the defaults.
     force : tuple of str
-        Stages to recompute even when their output is there with the same parameters
-        (:func:`run_case` sets it for the stages downstream of a recomputed ``spect``).
+        Stages to recompute even when their output is there with the same parameters.
     """
 
     index: int
@@ -131,6 +127,7 @@ class CaseConfig:
     spect_backend: str = "auto"
     mc_spect: bool = False
     vdk_options: dict[str, Any] = field(default_factory=dict)
+    spect_protocol: dict[str, Any] = field(default_factory=dict)
     force: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -378,13 +375,15 @@ def phantom_stage(case_path: str | os.PathLike[str], config: CaseConfig) -> Stag
 
 def spect_stage(case_path: str | os.PathLike[str], config: CaseConfig) -> StageResult:
     """Simulate the case's SPECT (``spect``) with :func:`mcdose.spect.spect_case`."""
-    from mcdose.spect import spect_case
+    from mcdose.spect import SpectProtocol, spect_case
 
+    protocol = SpectProtocol(**config.spect_protocol) if config.spect_protocol else None
     with _measured("spect", config) as out:
         ret = spect_case(
             case_path,
             seed=config.spect_seed,
             counts=config.counts,
+            protocol=protocol,
             backend=config.spect_backend,
             overwrite="spect" in config.force,
         )
@@ -444,7 +443,7 @@ def prepare_kernels(config: CaseConfig) -> list[str]:
     kernel files.
     """
     from mcdose.phantoms import PRESETS
-    from mcdose.vdk.dose import case_kernels
+    from mcdose.vdk import case_kernels
 
     opts = {"device": config.device, **config.vdk_options}
     if opts.get("kernel_files"):
@@ -504,38 +503,6 @@ def _worker_address() -> str | None:
         return None
 
 
-def _created(path: Path, name: str) -> Any:
-    """``created_utc`` of a dataset's provenance, or None."""
-    import datetime as dt
-    import json
-
-    from mcdose.io.case import read_dataset_attrs
-
-    try:
-        prov = read_dataset_attrs(path, name).get("provenance")
-        if isinstance(prov, str):
-            prov = json.loads(prov)
-        return dt.datetime.fromisoformat(prov["created_utc"])
-    except Exception:  # absent, not a case file, no provenance
-        return None
-
-
-def is_stale(path: str | os.PathLike[str], stage: str) -> bool:
-    """True when ``stage``'s output is older than the dataset it was computed from.
-
-    Compares the ``created_utc`` of the datasets' ``provenance`` (1 s resolution; equal
-    times count as fresh).  Covers a run that recomputed ``spect`` and was killed before
-    ``dose/vdk`` / ``dose/mc_spect`` followed.
-    """
-    upstream = UPSTREAM.get(stage)
-    if upstream is None:
-        return False
-    path = Path(path)
-    mine = _created(path, STAGE_OUTPUTS[stage][0])
-    theirs = _created(path, upstream)
-    return mine is not None and theirs is not None and mine < theirs
-
-
 def run_case(
     case_path: str | os.PathLike[str],
     config: CaseConfig,
@@ -567,9 +534,10 @@ def run_case(
 
     Notes
     -----
-    ``dose/vdk`` and ``dose/mc_spect`` are computed from ``spect``, whose parameters their
-    own do not record: when ``spect`` was recomputed by this call, or is newer than them
-    (:func:`is_stale`), those stages are forced to run again.
+    A stage is skipped when its output is there with the same parameters; the parameters
+    of ``mc``, ``vdk`` and ``mc_spect`` include a fingerprint of the dataset they are
+    computed from (:func:`mcdose.io.case.source_fingerprint`), so a recomputed ``spect``
+    (in this call or an earlier, interrupted one) makes ``vdk`` and ``mc_spect`` run again.
     """
     from mcdose.io.case import validate_case
 
@@ -582,17 +550,11 @@ def run_case(
         worker=_worker_address(),
     )
     t_case = time.perf_counter()
-    recomputed: set[str] = set()  # datasets written by this task
     for name, func in stages:
         _emit(event_topic, {"case": config.index, "stage": name, "event": "start"})
         t0 = time.perf_counter()
         try:
-            cfg = config
-            if name in UPSTREAM and name not in config.force and (
-                UPSTREAM[name] in recomputed or is_stale(path, name)
-            ):
-                cfg = replace(config, force=(*config.force, name))
-            sr = func(path, cfg)
+            sr = func(path, config)
         except Exception as exc:
             sr = StageResult(name, ran=False, seconds=time.perf_counter() - t0,
                              error=_one_line(exc))
@@ -603,8 +565,6 @@ def run_case(
             _emit(event_topic, {"case": config.index, "stage": name, "event": "failed"})
             break
         result.stages.append(sr)
-        if sr.ran:
-            recomputed.update(STAGE_OUTPUTS.get(name, ()))
         _emit(event_topic, {"case": config.index, "stage": name, "event": sr.status})
     if result.error is None:
         required = [d for name, _ in stages for d in STAGE_OUTPUTS.get(name, ())]

@@ -5,9 +5,9 @@ parameter (:class:`~mcdose.errors.InputError`), before any dose is computed:
 
 * missing voxel spacing (DICOM without ``PixelSpacing``; NIfTI ``pixdim`` 0; NRRD without
   ``space directions``/``spacings``; MetaImage without ``ElementSpacing`` — SimpleITK would
-  silently use 1 mm);
-* non-finite voxels (NaN, inf; NIfTI files are scanned directly, since ITK's reader turns
-  NaN into 0);
+  silently use 1 mm) and non-finite voxels (NaN, inf; NIfTI files are scanned directly,
+  since ITK's reader turns NaN into 0): both refused by
+  :func:`mcdose.io.images.read_image` (:mod:`mcdose.io.checks`) for every image read;
 * negative activity; a SPECT without any activity;
 * CT values far outside the Hounsfield range [-1024, 4000] (below -3072 or above 5000 HU:
   not a CT in HU).  Values between -3072 and -1024 (scanner padding outside the field of
@@ -42,12 +42,10 @@ Voxels outside the CT get air.
 from __future__ import annotations
 
 import datetime as _dt
-import gzip
 import logging
 import math
 import os
 import re
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,8 +67,6 @@ __all__ = [
     "body_mask",
     "check_frame_of_reference",
     "check_overlap",
-    "check_finite_file",
-    "check_spacing_present",
     "ct_on_grid",
     "dicom_datetime",
     "load_ct",
@@ -99,16 +95,8 @@ _BODY_MIN_FRACTION = 0.01
 _NEGATIVE_RTOL = 1e-6
 _GRID_ATOL_MM = 0.01
 
-# DICOM unit spellings (0054,1001 Units and UCUM codes of RealWorldValueMapping) -> kind
-_CONCENTRATION_SCALE_BQ_ML = {
-    "bqml": 1.0,
-    "bq/ml": 1.0,
-    "bq/cm3": 1.0,
-    "kbq/ml": 1e3,
-    "kbqml": 1e3,
-    "mbq/ml": 1e6,
-    "mbqml": 1e6,
-}
+# DICOM count spellings (0054,1001 Units and UCUM codes of RealWorldValueMapping);
+# concentrations (BQML, kBq/mL ...) are parsed by mcdose.units
 _COUNT_UNITS = {"cnts", "counts", "{counts}", "{cnts}", "{count}", "propcnts"}
 
 _ELEMENTS = {
@@ -218,175 +206,14 @@ class DoseGrid:
 
 
 # --------------------------------------------------------------------------------------
-# spacing present?
-# --------------------------------------------------------------------------------------
-
-
-def _nifti_pixdim(path: Path) -> tuple[float, float, float] | None:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rb") as fh:
-            head = fh.read(540)
-    except OSError:
-        return None
-    if len(head) < 348:
-        return None
-    for endian in ("<", ">"):
-        size = struct.unpack(endian + "i", head[:4])[0]
-        if size == 348:
-            return struct.unpack(endian + "3f", head[80:92])
-        if size == 540 and len(head) >= 540:
-            return struct.unpack(endian + "3d", head[112:136])
-    return None
-
-
-def _text_header(path: Path, limit: int = 65536) -> list[str]:
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(limit)
-    except OSError:
-        return []
-    lines = []
-    for line in raw.split(b"\n"):
-        if not line.strip():
-            break  # NRRD: header ends at the first blank line
-        try:
-            lines.append(line.decode("ascii", errors="strict").strip())
-        except UnicodeDecodeError:
-            break
-    return lines
-
-
-def _dicom_header_of(path: Path) -> Any | None:
-    import pydicom
-
-    from mcdose.io.dicom import find_dicom_series, is_dicom_file
-
-    if path.is_dir():
-        series = find_dicom_series(path)
-        if not series:
-            return None
-        first = Path(series[0][1][0])
-    elif is_dicom_file(path):
-        first = path
-    else:
-        return None
-    try:
-        return pydicom.dcmread(first, stop_before_pixels=True, force=True)
-    except Exception:  # noqa: BLE001 - the reader reports unreadable files itself
-        return None
-
-
-def _dicom_has_pixel_spacing(ds: Any) -> bool:
-    if ds.get("PixelSpacing") is not None:
-        return True
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    if shared:
-        measures = shared[0].get("PixelMeasuresSequence")
-        if measures and measures[0].get("PixelSpacing") is not None:
-            return True
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame:
-        measures = per_frame[0].get("PixelMeasuresSequence")
-        if measures and measures[0].get("PixelSpacing") is not None:
-            return True
-    return False
-
-
-def _nifti_nonfinite(path: Path) -> int:
-    """Non-finite voxels stored in a float NIfTI file (0 for integer data or non-NIfTI).
-
-    ITK's NIfTI reader turns NaN into 0 without a word (SimpleITK 2.5), so the file itself
-    is scanned.
-    """
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        return 0
-    for endian in ("<", ">"):
-        size = struct.unpack(endian + "i", raw[:4])[0] if len(raw) >= 4 else 0
-        if size == 348 and len(raw) >= 348:
-            dims = struct.unpack(endian + "8h", raw[40:56])
-            datatype = struct.unpack(endian + "h", raw[70:72])[0]
-            offset = int(struct.unpack(endian + "f", raw[108:112])[0])
-            break
-        if size == 540 and len(raw) >= 540:
-            dims = struct.unpack(endian + "8q", raw[16:80])
-            datatype = struct.unpack(endian + "h", raw[12:14])[0]
-            offset = int(struct.unpack(endian + "q", raw[168:176])[0])
-            break
-    else:
-        return 0
-    kind = {16: "f4", 64: "f8"}.get(int(datatype))
-    if kind is None:
-        return 0
-    count = int(np.prod([max(1, int(d)) for d in dims[1 : 1 + max(1, min(7, int(dims[0])))]]))
-    data = np.frombuffer(raw, dtype=endian + kind, count=count, offset=max(offset, 0))
-    return int(np.count_nonzero(~np.isfinite(data)))
-
-
-def check_finite_file(path: str | os.PathLike[str], what: str = "image") -> None:
-    """Refuse a NIfTI file holding NaN or infinity (which SimpleITK would read as 0)."""
-    path = Path(path)
-    if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
-        bad = _nifti_nonfinite(path)
-        if bad:
-            raise InputError(f"{what} {path}: image contains {bad} non-finite value(s)")
-
-
-def check_spacing_present(path: str | os.PathLike[str], what: str = "image") -> None:
-    """Refuse an image file whose voxel spacing is not stated.
-
-    SimpleITK substitutes 1 mm for a missing spacing without a word; a dose computed on a
-    wrong voxel size is wrong by the cube of the error, so mcdose asks the file itself.
-
-    Parameters
-    ----------
-    path : path-like
-        DICOM file or folder, NIfTI, NRRD/NHDR or MetaImage file.
-    what : str
-        Name of the input in the message (``"CT"``, ``"SPECT"``).
-
-    Raises
-    ------
-    InputError
-        The header states no spacing (or a zero / negative one).
-    """
-    path = Path(path)
-    name = path.name.lower()
-    missing = False
-    detail = ""
-    if path.is_dir() or not name.endswith((".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha",
-                                           ".mhd")):
-        ds = _dicom_header_of(path)
-        if ds is not None and not _dicom_has_pixel_spacing(ds):
-            missing, detail = True, "no PixelSpacing in the DICOM header"
-    elif name.endswith((".nii", ".nii.gz")):
-        pixdim = _nifti_pixdim(path)
-        if pixdim is not None and not all(math.isfinite(v) and v > 0 for v in pixdim):
-            missing, detail = True, f"NIfTI pixdim[1:4] = {tuple(round(v, 6) for v in pixdim)}"
-    elif name.endswith((".nrrd", ".nhdr")):
-        keys = {ln.split(":", 1)[0].strip().lower() for ln in _text_header(path) if ":" in ln}
-        if keys and not ({"space directions", "spacings"} & keys):
-            missing, detail = True, "no 'space directions' or 'spacings' in the NRRD header"
-    elif name.endswith((".mha", ".mhd")):
-        keys = {ln.split("=", 1)[0].strip().lower() for ln in _text_header(path) if "=" in ln}
-        if keys and not ({"elementspacing", "elementsize"} & keys):
-            missing, detail = True, "no ElementSpacing in the MetaImage header"
-    if missing:
-        raise InputError(f"{what} {path}: voxel spacing is missing ({detail}); the dose "
-                         f"needs the true voxel size")
-
-
-# --------------------------------------------------------------------------------------
 # CT
 # --------------------------------------------------------------------------------------
 
 
 def _padding_hu(path: Path) -> float | None:
-    ds = _dicom_header_of(path)
+    from mcdose.io.checks import read_dicom_header
+
+    ds = read_dicom_header(path)
     if ds is None or ds.get("PixelPaddingValue") is None:
         return None
     try:
@@ -417,21 +244,17 @@ def load_ct(path: str | os.PathLike[str]) -> CTImage:
         :data:`HU_ACCEPTED`.
     """
     from mcdose.io.dicom import read_dicom_metadata
-    from mcdose.io.images import read_image
+    from mcdose.io.images import is_dicom_input, read_image
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"CT {path}: no such file or folder")
-    check_spacing_present(path, "CT")
-    check_finite_file(path, "CT")
     try:
         hu, geometry = read_image(path)
     except InputError as exc:
         raise InputError(f"CT {_strip_path(str(exc), path)}") from None
     meta = None
-    if path.is_dir() or not path.name.lower().endswith(
-        (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
-    ):
+    if is_dicom_input(path):
         meta = read_dicom_metadata(path)
         modality = meta.get("Modality")
         if modality and modality not in ("CT",):
@@ -489,11 +312,17 @@ def parse_hu_calibration(spec: str | os.PathLike[str] | None) -> Any:
 
 def _units_kind(units: str | None) -> tuple[str, float] | None:
     """(``"Bq/ml"``, scale to Bq/ml) or (``"counts"``, 1) for a header unit; None unknown."""
+    from mcdose.units import parse_activity_unit
+
     if not units:
         return None
     key = str(units).strip().lower().replace(" ", "")
-    if key in _CONCENTRATION_SCALE_BQ_ML:
-        return "Bq/ml", _CONCENTRATION_SCALE_BQ_ML[key]
+    try:
+        per_ml, mbq = parse_activity_unit(key)
+    except InputError:
+        per_ml, mbq = False, 0.0
+    if per_ml:
+        return "Bq/ml", mbq * 1e6  # MBq -> Bq
     if key in _COUNT_UNITS:
         return "counts", 1.0
     return None
@@ -585,7 +414,7 @@ def load_spect(
         units or nuclide contradicting the header, counts without calibration.
     """
     from mcdose.io.dicom import read_dicom_metadata
-    from mcdose.io.images import read_image
+    from mcdose.io.images import is_dicom_input, read_image
 
     path = Path(path)
     if units not in SPECT_UNITS:
@@ -603,8 +432,6 @@ def load_spect(
         )
     if not path.exists():
         raise InputError(f"{what} {path}: no such file or folder")
-    check_spacing_present(path, what)
-    check_finite_file(path, what)
     try:
         values, geometry = read_image(path)
     except InputError as exc:
@@ -613,9 +440,7 @@ def load_spect(
     conversion: dict[str, Any] = {"units": units}
     meta = None
     scale_bq_ml = 1.0
-    if path.is_dir() or not path.name.lower().endswith(
-        (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
-    ):
+    if is_dicom_input(path):
         meta = read_dicom_metadata(path)
         header_units = meta.get("RealWorldValueUnits") or meta.get("Units")
         conversion["header_units"] = header_units

@@ -163,19 +163,14 @@ def _same_grid(geometry: Geometry, shape: tuple[int, ...], other: Geometry,
 
 def _label_image(path: Path, grid: Any, grids: dict[str, tuple[Geometry, tuple[int, ...]]],
                  names: dict[int, str]) -> LabelMap:
-    from mcdose.dosimetry.inputs import check_finite_file, check_spacing_present
+    from mcdose.dosimetry.inputs import _strip_path
     from mcdose.io.images import read_image, resample_to_grid
 
-    check_spacing_present(path, "label map")
-    check_finite_file(path, "label map")
-    try:
+    try:  # refuses missing spacing and non-finite values
         raw, geometry = read_image(path, dtype=None)
     except InputError as exc:
-        msg = str(exc)
-        raise InputError(msg if str(path) in msg else f"label map {path}: {msg}") from None
+        raise InputError(f"label map {_strip_path(str(exc), path)}") from None
     if raw.dtype.kind == "f":
-        if not np.all(np.isfinite(raw)):
-            raise InputError(f"label map {path}: holds non-finite values")
         if not np.array_equal(raw, np.round(raw)):
             raise InputError(f"label map {path}: values are not integers (is it a label image?)")
     elif raw.dtype.kind not in "iub":

@@ -26,7 +26,6 @@ reference: its CT is ``ct`` and its grid is the dose grid.  The two are exclusiv
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -143,11 +142,6 @@ def _split_suffix(path: Path) -> tuple[str, str]:
     raise InputError(
         f"--out {path}: the dose image must end with {', '.join(OUTPUT_SUFFIXES)}"
     )
-
-
-def _is_dicom_input(path: Path) -> bool:
-    return path.is_dir() or not path.name.lower().endswith(
-        (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd"))
 
 
 def _check_outputs(out: Path, report_dir: Path | None, ct_is_dicom: bool, method: str,
@@ -360,6 +354,7 @@ def _run(*, ct: Path, out: Path, spect: Path | None, timepoints: list[TimePoint]
     from mcdose.dosimetry import inputs as inp
     from mcdose.dosimetry import methods as meth
     from mcdose.dosimetry import timeintegration as ti
+    from mcdose.io.images import is_dicom_input
     from mcdose.nuclides import load_nuclide, normalize_nuclide_name
     from mcdose.provenance import provenance as make_provenance
 
@@ -409,7 +404,7 @@ def _run(*, ct: Path, out: Path, spect: Path | None, timepoints: list[TimePoint]
     if tps[0].ct is not None and Path(tps[0].ct).resolve() != ct.resolve():
         raise InputError("the first time point's CT is --ct; do not give it another CT")
     durations = _frame_durations(frame_duration_s, len(tps))
-    targets = _check_outputs(out, report_dir, _is_dicom_input(ct), method, overwrite)
+    targets = _check_outputs(out, report_dir, is_dicom_input(ct), method, overwrite)
 
     # ---- 2. images ---------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -632,6 +627,7 @@ def _write_outputs(*, targets: dict[str, Path], out: Path, report_dir: Path | No
     from mcdose.dosimetry import report as rep
     from mcdose.dosimetry.rtdose import read_reference_header, write_rtdose
     from mcdose.io.images import write_image
+    from mcdose.io.jsonio import write_json
 
     tmp_out = Path(tempfile.mkdtemp(prefix=".mcdose-dose.", suffix=".tmp", dir=out.parent))
     tmp_report = None
@@ -651,10 +647,8 @@ def _write_outputs(*, targets: dict[str, Path], out: Path, report_dir: Path | No
                 description=f"mcdose {method} {nuclide} {what}", comment=comment)
         sidecar = {"quantity": quantity, "unit": unit, "method": method, "nuclide": nuclide,
                    "provenance": provenance}
-        (tmp_out / targets["sidecar"].name).write_text(
-            json.dumps(rep.json_safe(sidecar), indent=2, default=rep._json_default,
-                       allow_nan=False) + "\n", encoding="utf-8")
-        staged["sidecar"] = tmp_out / targets["sidecar"].name
+        staged["sidecar"] = write_json(tmp_out / targets["sidecar"].name,
+                                       rep.json_safe(sidecar), allow_nan=False)
 
         report_files: dict[str, str] = {}
         if report_dir is not None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -157,16 +156,6 @@ def write_table_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, An
     return path
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def json_safe(obj: Any) -> Any:
     """``obj`` with NumPy scalars/arrays and paths made plain, NaN and infinity as None."""
     if isinstance(obj, Mapping):
@@ -189,10 +178,9 @@ def write_table_json(path: str | os.PathLike[str], document: Mapping[str, Any]) 
 
     Strict JSON: non-finite numbers are written as ``null``.
     """
-    path = Path(path)
-    path.write_text(json.dumps(json_safe(document), indent=2, default=_json_default,
-                               allow_nan=False) + "\n", encoding="utf-8")
-    return path
+    from mcdose.io.jsonio import write_json
+
+    return write_json(path, json_safe(document), allow_nan=False)
 
 
 # --------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ _EXPORTS = {
     "read_dataset": "mcdose.io.case",
     "read_label_names": "mcdose.io.case",
     "read_slices": "mcdose.io.case",
+    "source_fingerprint": "mcdose.io.case",
     "stage_done": "mcdose.io.case",
     "validate_case": "mcdose.io.case",
     "write_datasets": "mcdose.io.case",

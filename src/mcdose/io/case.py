@@ -66,6 +66,7 @@ import numpy as np
 
 from mcdose.errors import CaseFileError, InputError
 from mcdose.io.atomic import atomic_path
+from mcdose.io.jsonio import json_default, json_dict
 
 __all__ = [
     "SCHEMA",
@@ -80,6 +81,7 @@ __all__ = [
     "read_dataset",
     "read_label_names",
     "read_slices",
+    "source_fingerprint",
     "stage_done",
     "validate_case",
     "write_datasets",
@@ -281,20 +283,8 @@ class Geometry:
 # --------------------------------------------------------------------------------------
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
 def _to_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=_json_default)
+    return json.dumps(obj, sort_keys=True, default=json_default)
 
 
 def _canonical(obj: Any) -> Any:
@@ -501,14 +491,7 @@ class CaseInfo:
     @property
     def provenance(self) -> dict[str, Any]:
         """Root ``provenance`` attribute parsed from JSON (empty when absent or invalid)."""
-        raw = self.attrs.get("provenance")
-        if not isinstance(raw, str):
-            return {}
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            return {}
-        return value if isinstance(value, dict) else {}
+        return json_dict(self.attrs.get("provenance"))
 
 
 def _check_exists(path: Path) -> None:
@@ -862,14 +845,65 @@ def stage_done(path: str | os.PathLike[str], name: str, params: Mapping[str, Any
     with _open_checked(path) as f:
         if name not in f or not isinstance(f[name], h5py.Dataset):
             return False
-        raw = _decode_attr(f[name].attrs.get("params"))
-    if not isinstance(raw, str):
-        return False
-    try:
-        stored = json.loads(raw)
-    except json.JSONDecodeError:
-        return False
+        stored = _json_or_raw(f[name].attrs.get("params"))
     return bool(stored == _canonical(dict(params)))
+
+
+def _json_or_raw(value: Any) -> Any:
+    """An attribute parsed from JSON; the attribute itself when it is not JSON text."""
+    value = _decode_attr(value)
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def source_fingerprint(path: str | os.PathLike[str], name: str) -> dict[str, Any]:
+    """What identifies the contents of dataset ``name``, for the parameters of a stage
+    computed from it.
+
+    A stage that reads a dataset written by an earlier stage (``dose/vdk`` and
+    ``dose/mc_spect`` from ``spect``, ``dose/mc`` from ``activity``) puts this into its
+    own ``params``, so that :func:`stage_done` sees a recomputed source as a change and
+    the stage runs again.  The values are not read.
+
+    Parameters
+    ----------
+    path : path-like
+        Case file.
+    name : str
+        Source dataset, e.g. ``"spect"``.
+
+    Returns
+    -------
+    dict
+        ``dataset`` (the name), ``params`` (the source's own ``params`` attribute, parsed
+        from JSON; None without one) and ``created_utc`` (of the source's ``provenance``,
+        else of the case's root ``provenance``, for datasets written with the case by
+        :func:`create_case`; None without either).  All None but ``dataset`` when the
+        case has no such dataset.
+
+    Raises
+    ------
+    CaseFileError
+        The case file is missing or invalid.
+    """
+    path = Path(path)
+    name = _normalise_name(name)
+    out: dict[str, Any] = {"dataset": name, "params": None, "created_utc": None}
+    with _open_checked(path) as f:
+        if name not in f or not isinstance(f[name], h5py.Dataset):
+            return out
+        attrs = f[name].attrs
+        out["params"] = _json_or_raw(attrs.get("params"))
+        for raw in (attrs.get("provenance"), f.attrs.get("provenance")):
+            created = json_dict(_decode_attr(raw)).get("created_utc")
+            if created:
+                out["created_utc"] = str(created)
+                break
+    return _canonical(out)
 
 
 # --------------------------------------------------------------------------------------

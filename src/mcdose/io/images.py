@@ -24,6 +24,7 @@ import SimpleITK as sitk
 from mcdose.errors import InputError
 from mcdose.io.atomic import atomic_path
 from mcdose.io.case import Geometry
+from mcdose.io.checks import check_finite_array, check_finite_file, check_spacing_present
 from mcdose.io.dicom import (
     find_dicom_series,
     is_dicom_file,
@@ -34,6 +35,7 @@ from mcdose.io.dicom import (
 __all__ = [
     "IMAGE_SUFFIXES",
     "from_sitk",
+    "is_dicom_input",
     "read_dicom_metadata",
     "read_image",
     "resample_to_grid",
@@ -56,6 +58,12 @@ def _suffix(path: Path) -> str:
         if name.endswith(suffix):
             return suffix
     return path.suffix.lower()
+
+
+def is_dicom_input(path: str | os.PathLike[str]) -> bool:
+    """True for a folder or a file not named like NIfTI / NRRD / MetaImage (DICOM input)."""
+    path = Path(path)
+    return path.is_dir() or _suffix(path) not in IMAGE_SUFFIXES
 
 
 def _first_line(exc: BaseException) -> str:
@@ -129,17 +137,6 @@ def from_sitk(image: sitk.Image, dtype: Any = np.float32) -> tuple[np.ndarray, G
 # --------------------------------------------------------------------------------------
 
 
-def _check_finite(arr: np.ndarray, path: Path) -> None:
-    if arr.dtype.kind != "f":
-        return
-    step = max(1, (32 * 2**20) // max(1, arr[0].nbytes)) if arr.shape[0] else 1
-    bad = 0
-    for z0 in range(0, arr.shape[0], step):
-        bad += int(np.count_nonzero(~np.isfinite(arr[z0 : z0 + step])))
-    if bad:
-        raise InputError(f"{path}: image contains {bad} non-finite value(s)")
-
-
 def _read_with_sitk(path: Path, dtype: Any) -> tuple[np.ndarray, Geometry]:
     try:
         image = sitk.ReadImage(str(path))
@@ -197,13 +194,16 @@ def _read_dicom_series(folder: Path, files: list[str], dtype: Any) -> tuple[np.n
     return from_sitk(image, dtype)
 
 
-def _read_dicom_file(path: Path, dtype: Any) -> tuple[np.ndarray, Geometry]:
+def _dicom_header(path: Path) -> Any:
     import pydicom
 
     try:
-        header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path}: cannot read DICOM file ({exc})") from None
+
+
+def _read_dicom_file(path: Path, dtype: Any, header: Any) -> tuple[np.ndarray, Geometry]:
     nframes = int(header.get("NumberOfFrames", 1) or 1)
     if nframes > 1:
         arr, geometry, info = read_multiframe(path)
@@ -233,7 +233,8 @@ def read_image(
     dtype : numpy dtype or None, optional
         Output dtype, float32 by default; ``None`` keeps the stored type (labels).
     check_finite : bool, optional
-        Refuse NaN / infinity in floating-point images.
+        Refuse NaN / infinity in floating-point images (float NIfTI files are scanned on
+        disk, since ITK's NIfTI reader turns NaN into 0; see :mod:`mcdose.io.checks`).
 
     Returns
     -------
@@ -245,8 +246,10 @@ def read_image(
     Raises
     ------
     InputError
-        Missing path, unknown format, folder without DICOM, unreadable file, unevenly
-        spaced or tilted DICOM series, non-finite values.
+        Missing path, unknown format, folder without DICOM, unreadable file, voxel
+        spacing not stated in the header (SimpleITK would assume 1 mm), unevenly spaced or
+        tilted DICOM series, non-finite values (``"<path>: image contains <n> non-finite
+        value(s)"``).
     """
     path = Path(path)
     if not path.exists():
@@ -259,23 +262,30 @@ def read_image(
             log.info("%s: %d DICOM series, reading %s (%d files)", path, len(series),
                      series[0][0], len(series[0][1]))
         files = series[0][1]
+        header = _dicom_header(Path(files[0]))
+        check_spacing_present(path, dicom_header=header)
         if len(files) == 1:
-            arr, geometry = _read_dicom_file(Path(files[0]), dtype)
+            arr, geometry = _read_dicom_file(Path(files[0]), dtype, header)
         else:
             arr, geometry = _read_dicom_series(path, files, dtype)
     else:
         suffix = _suffix(path)
         if suffix in IMAGE_SUFFIXES:
+            check_spacing_present(path)
             arr, geometry = _read_with_sitk(path, dtype)
+            if check_finite:
+                check_finite_file(path)  # NIfTI: ITK reads NaN as 0, so ask the file
         elif is_dicom_file(path):
-            arr, geometry = _read_dicom_file(path, dtype)
+            header = _dicom_header(path)
+            check_spacing_present(path, dicom_header=header)
+            arr, geometry = _read_dicom_file(path, dtype, header)
         else:
             raise InputError(
                 f"{path}: unknown image format (expected {', '.join(IMAGE_SUFFIXES)}, a DICOM "
                 f"file or a DICOM folder)"
             )
     if check_finite:
-        _check_finite(arr, path)
+        check_finite_array(arr, path)
     return arr, geometry
 
 

@@ -20,15 +20,6 @@ log = logging.getLogger(__name__)
 #: body outline of a real CT: density above this (g/cm³), holes filled slice by slice
 BODY_DENSITY_THRESHOLD_G_CM3 = 0.2
 
-_UNITS = {
-    "bq/ml": ("concentration", 1e-6),
-    "kbq/ml": ("concentration", 1e-3),
-    "mbq/ml": ("concentration", 1.0),
-    "bq": ("per_voxel", 1e-6),
-    "mbq": ("per_voxel", 1.0),
-}
-
-
 def write_phantom_case(
     phantom: Phantom,
     path: str | os.PathLike[str],
@@ -88,15 +79,9 @@ def write_phantom_case(
 def read_phantom_params(path: str | os.PathLike[str]) -> dict:
     """The ``phantom`` parameters stored in a case file (empty dict when absent)."""
     from mcdose.io.case import read_case_info
+    from mcdose.io.jsonio import json_dict
 
-    raw = read_case_info(path).attrs.get("phantom")
-    if not isinstance(raw, str):
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return json_dict(read_case_info(path).attrs.get("phantom"))
 
 
 def body_mask_from_density(density: np.ndarray) -> np.ndarray:
@@ -126,7 +111,7 @@ def phantom_from_images(
         Activity image (e.g. PET or a voxelised activity map) on any grid overlapping the CT.
     calibration : "paper", path of a CSV (``hu,density_g_cm3``) or HUCalibration
         HU → density conversion (:func:`mcdose.materials.hu_to_density`).
-    activity_units : {"Bq/ml", "kBq/ml", "MBq/ml", "Bq", "MBq"}
+    activity_units : {"Bq/ml", "kBq/ml", "MBq/ml", "Bq", "kBq", "MBq"}
         Units of the activity image: a concentration, or an amount per voxel of that image.
         The concentration is resampled (trilinear) onto the CT grid and multiplied by the CT
         voxel volume.  Negative values (reconstruction noise) are set to zero.
@@ -149,14 +134,9 @@ def phantom_from_images(
     """
     from mcdose.io.images import read_image, resample_to_grid
     from mcdose.materials import HUCalibration, hu_to_density
+    from mcdose.units import activity_to_mbq_per_ml, parse_activity_unit
 
-    units_key = str(activity_units).strip().lower().replace(" ", "")
-    if units_key not in _UNITS:
-        raise InputError(
-            f"unknown activity_units {activity_units!r}; choose from Bq/ml, kBq/ml, MBq/ml, "
-            f"Bq, MBq"
-        )
-    kind, factor = _UNITS[units_key]
+    parse_activity_unit(activity_units, "activity_units")  # before reading any image
     if isinstance(calibration, str | os.PathLike) and str(calibration).lower() != "paper":
         calibration = HUCalibration.from_csv(calibration)
 
@@ -164,9 +144,8 @@ def phantom_from_images(
     density = hu_to_density(hu, calibration)
     del hu
     act, act_geometry = read_image(activity_path)
-    conc = act.astype(np.float32) * np.float32(factor)  # MBq/mL or MBq per voxel
-    if kind == "per_voxel":
-        conc /= np.float32(act_geometry.voxel_volume_cm3)
+    conc = activity_to_mbq_per_ml(act, activity_units, act_geometry.voxel_volume_cm3)
+    del act
     n_neg = int(np.count_nonzero(conc < 0))
     if n_neg:
         log.info("%s: %d negative activity voxels set to zero", activity_path, n_neg)

@@ -18,16 +18,28 @@ OUTPUTS = {
 
 
 def stage_parameters(
-    source: str, histories: int, seed: int, batches: int, options: TransportOptions
+    source: str,
+    histories: int,
+    seed: int,
+    batches: int,
+    options: TransportOptions,
+    source_fingerprint: dict | None = None,
 ) -> dict:
-    """Parameters that identify an MC stage (a rerun with equal ones is skipped)."""
-    return {
+    """Parameters that identify an MC stage (a rerun with equal ones is skipped).
+
+    ``source_fingerprint`` (:func:`mcdose.io.case.source_fingerprint` of the source
+    dataset) makes a recomputed ``spect`` / ``activity`` a change of parameters.
+    """
+    params = {
         "source": source,
         "histories": int(histories),
         "seed": int(seed),
         "batches": int(batches),
         "options": options.__dict__,
     }
+    if source_fingerprint is not None:
+        params["source_fingerprint"] = source_fingerprint
+    return params
 
 
 def simulate_case(
@@ -67,13 +79,20 @@ def simulate_case(
     DoseResult or None
         None when the stage was already done (skipped).
     """
-    from mcdose.io.case import read_case_info, read_dataset, stage_done, write_datasets
+    from mcdose.io.case import (
+        read_case_info,
+        read_dataset,
+        source_fingerprint,
+        stage_done,
+        write_datasets,
+    )
 
     if source not in OUTPUTS:
         raise InputError(f"source must be 'activity' or 'spect', got {source!r}")
     options = options or TransportOptions()
     dose_name, unc_name = OUTPUTS[source]
-    params = stage_parameters(source, histories, seed, batches, options)
+    params = stage_parameters(source, histories, seed, batches, options,
+                              source_fingerprint(path, source))
     if not force and stage_done(path, dose_name, params):
         return None
     info = read_case_info(path)

@@ -15,7 +15,8 @@ Convolution (:mod:`mcdose.vdk.convolve`)
 Dose (:mod:`mcdose.vdk.dose`)
     :func:`vdk_dose` (single kernel + density correction), :func:`tissue_class_dose`,
     :func:`density_correction`, :func:`classify_tissue`, :func:`vdk_case` (case file →
-    ``dose/vdk``), :func:`default_kernel_sizes`.
+    ``dose/vdk``), :func:`case_kernels` (the kernel sets of a case grid, cached or
+    generated; :data:`DEFAULT_KERNEL_HISTORIES`), :func:`default_kernel_sizes`.
 
 GPU libraries (CuPy, CUDA torch) are imported only when a GPU backend is used.
 """
@@ -23,9 +24,11 @@ GPU libraries (CuPy, CUDA torch) are imported only when a GPU backend is used.
 from mcdose.vdk.cache import cache_dir, get_kernel, kernel_key
 from mcdose.vdk.convolve import FFTConvolver, available_backends, fft_convolve
 from mcdose.vdk.dose import (
+    DEFAULT_KERNEL_HISTORIES,
     DENSITY_FLOOR_G_CM3,
     TISSUE_CLASSES,
     VdkResult,
+    case_kernels,
     classify_tissue,
     default_kernel_sizes,
     density_correction,
@@ -43,6 +46,7 @@ from mcdose.vdk.kernels import (
 )
 
 __all__ = [
+    "DEFAULT_KERNEL_HISTORIES",
     "DENSITY_FLOOR_G_CM3",
     "TISSUE_CLASSES",
     "FFTConvolver",
@@ -50,6 +54,7 @@ __all__ = [
     "VdkResult",
     "available_backends",
     "cache_dir",
+    "case_kernels",
     "classify_tissue",
     "combine_kernels",
     "default_kernel_sizes",

@@ -541,6 +541,7 @@ def vdk_case(
         dose_attrs,
         read_case_info,
         read_dataset,
+        source_fingerprint,
         stage_done,
         write_datasets,
     )
@@ -586,6 +587,8 @@ def vdk_case(
         "kernel_keys": keys,
         "density_floor_g_cm3": float(density_floor_g_cm3),
         "precision": precision,
+        # which activity: a recomputed source (a new SPECT) makes this stage stale
+        "source_fingerprint": source_fingerprint(path, source),
     }
     if not force and stage_done(path, output, params):
         return None

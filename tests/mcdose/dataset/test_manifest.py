@@ -31,6 +31,8 @@ def test_split_is_by_case_deterministic_and_near_70_15_15(n):
 
 def test_split_agrees_with_residualnet():
     data = pytest.importorskip("residualnet.data")  # needs torch
+    assert data.split_by_case is mf.split_by_case  # one rule, one place
+    assert (data.MANIFEST_NAME, data.SPLITS) == (mf.MANIFEST_NAME, mf.SPLITS)
     for n in (3, 5, 12):
         for seed in (0, 7):
             assert mf.split_by_case(_names(n), seed=seed) == data.split_by_case(

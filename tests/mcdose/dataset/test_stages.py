@@ -6,7 +6,7 @@ kernels keep a case at a few seconds; the physics of each stage is tested with i
 
 from __future__ import annotations
 
-import time
+import json
 
 import h5py
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from mcdose.dataset import STAGES, case_config, case_stages, derive_seed, run_case
 from mcdose.dataset import stages as st
 from mcdose.errors import CaseFileError
-from mcdose.io.case import read_dataset_attrs, validate_case
+from mcdose.io.case import read_dataset_attrs, source_fingerprint, validate_case
 from mcdose.spect import PAPER_COUNT_LEVELS
 
 FAST = dict(preset="tiny", histories=2000, count_levels=PAPER_COUNT_LEVELS,
@@ -123,11 +123,32 @@ def test_a_new_spect_redoes_vdk_and_mc_spect(tmp_path):
     res = run_case(path, new)  # SPECT parameters changed: SPECT and what uses it rerun
     assert res.ok and res.ran == ["spect", "vdk", "mc_spect"], res.ran
 
-    # a run killed right after a new SPECT: the next one finds VDK / MC-on-SPECT stale
-    time.sleep(1.1)  # provenance times have 1 s resolution
+    # a run killed right after a new SPECT: the next one finds that VDK / MC-on-SPECT were
+    # computed from another SPECT (their parameters hold its fingerprint); nothing is forced
     assert st.spect_stage(path, cfg).ran
-    assert st.is_stale(path, "vdk") and st.is_stale(path, "mc_spect")
-    assert not st.is_stale(path, "mc")
     res = run_case(path, cfg)
+    assert cfg.force == ()
     assert res.ok and res.ran == ["vdk", "mc_spect"], res.ran
-    assert not st.is_stale(path, "vdk")
+    fingerprint = source_fingerprint(path, "spect")
+    for name in ("dose/vdk", "dose/mc_spect"):
+        assert json.loads(read_dataset_attrs(path, name)["params"])["source_fingerprint"] == (
+            fingerprint)
+    assert run_case(path, cfg).ran == []
+
+
+def test_spect_protocol_option_reaches_the_spect_stage(tmp_path):
+    # A campaign can change the SPECT protocol (e.g. fewer views for a quick run); the
+    # stage passes it to spect_case, whose recorded parameters show it.
+    import json
+
+    from mcdose.dataset import case_config, run_case
+    from mcdose.dataset.stages import STAGES
+    from mcdose.io.case import read_dataset_attrs
+
+    cfg = case_config(0, seed=3, preset="tiny", histories=200, count_levels=(1e6,),
+                      spect_backend="gaussian", spect_protocol={"views": 32, "iterations": 2})
+    stages = [(n, f) for n, f in STAGES.items() if n in ("phantom", "spect")]
+    run_case(tmp_path / cfg.file, cfg, stages)
+    params = read_dataset_attrs(tmp_path / cfg.file, "spect")["params"]
+    params = json.loads(params) if isinstance(params, str) else params
+    assert params["protocol"]["views"] == 32 and params["protocol"]["iterations"] == 2

@@ -81,6 +81,26 @@ def test_label_image_refusals(tmp_path, images):
     assert_one_line(exc, "none.nii.gz", "no such file")
 
 
+def test_label_image_non_finite_or_without_spacing_refused(tmp_path, images):
+    # mcdose.io.images.read_image refuses both (tests/mcdose/io/test_checks.py); the label
+    # loader names the input
+    ct, spect = images
+    grid = DoseGrid(SPECT_GEOMETRY, SPECT_SHAPE, "spect")
+    nan = label_array().astype(np.float32)
+    nan[0, 0, 0] = np.nan
+    path = write_image(tmp_path / "nan.nii.gz", nan, CT_GEOMETRY)
+    with pytest.raises(InputError) as exc:
+        load_labels(path, grid, ct=ct, spect=spect)
+    assert_one_line(exc, f"label map {path}", "1 non-finite")
+    path = write_image(tmp_path / "nospacing.nii", label_array(), CT_GEOMETRY)
+    raw = bytearray(path.read_bytes())
+    raw[80:92] = np.zeros(3, "<f4").tobytes()  # pixdim[1:4] = 0
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputError) as exc:
+        load_labels(path, grid, ct=ct, spect=spect)
+    assert_one_line(exc, f"label map {path}", "spacing is missing")
+
+
 @pytest.mark.parametrize("on", ["ct", "spect"])
 def test_rtstruct_rasterised(tmp_path, patient, images, on):
     ct, spect = images

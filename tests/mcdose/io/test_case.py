@@ -31,6 +31,7 @@ from mcdose.io.case import (
     read_dataset,
     read_label_names,
     read_slices,
+    source_fingerprint,
     stage_done,
     validate_case,
     write_datasets,
@@ -452,6 +453,40 @@ def test_stage_done_normalises_params(case_path):
     assert not stage_done(case_path, "dose/mc", {**params, "device": "cuda"})
     with pytest.raises(CaseFileError):
         stage_done(case_path.parent / "missing.h5", "dose/mc", {})
+
+
+def test_source_fingerprint_changes_when_the_source_is_rewritten(case_path):
+    root_created = json.loads(read_case_info(case_path).attrs["provenance"])["created_utc"]
+    with h5py.File(case_path, "r+") as f:  # as create_case writes it: no own provenance
+        f["spect"].attrs.pop("provenance", None)
+        f["spect"].attrs.pop("params", None)
+    first = source_fingerprint(case_path, "spect")
+    assert first == {"dataset": "spect", "params": None, "created_utc": root_created}
+    # a new SPECT with other parameters
+    spect = read_dataset(case_path, "spect")
+    write_datasets(case_path, {"spect": spect},
+                   {"spect": {"params": {"counts": 1e6, "protocol": {"views": (60, 2)}}}})
+    second = source_fingerprint(case_path, "spect")
+    assert second["params"] == {"counts": 1e6, "protocol": {"views": [60, 2]}}  # JSON form
+    assert second["created_utc"] and second != first
+    # the same parameters, recomputed later (provenance times have 1 s resolution)
+    write_datasets(case_path, {"spect": spect}, {"spect": {
+        "params": {"counts": 1e6, "protocol": {"views": [60, 2]}},
+        "provenance": {"created_utc": "2100-01-01T00:00:00+00:00"}}})
+    third = source_fingerprint(case_path, "spect")
+    assert third["params"] == second["params"] and third != second
+    assert third["created_utc"] == "2100-01-01T00:00:00+00:00"
+    # writing other datasets leaves it alone; a stage recording it sees the change
+    write_datasets(case_path, {"dose/cnn": np.ones((6, 8, 10))},
+                   {"dose/cnn": {"params": {"source_fingerprint": third}}})
+    assert source_fingerprint(case_path, "spect") == third
+    assert stage_done(case_path, "dose/cnn", {"source_fingerprint": third})
+    assert not stage_done(case_path, "dose/cnn", {"source_fingerprint": second})
+    # absent dataset, missing file
+    assert source_fingerprint(case_path, "dose/mc_spect") == {
+        "dataset": "dose/mc_spect", "params": None, "created_utc": None}
+    with pytest.raises(CaseFileError):
+        source_fingerprint(case_path.parent / "missing.h5", "spect")
 
 
 def test_write_datasets_replaces_without_growing(case_path):

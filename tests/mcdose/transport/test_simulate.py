@@ -194,6 +194,33 @@ def test_simulate_case_writes_dose_and_uncertainty_then_skips(tmp_path):
     assert "dose/mc_spect" in read_case_info(path).datasets
 
 
+def test_simulate_case_reruns_when_its_source_is_recomputed(tmp_path):
+    # the stage parameters hold the source's fingerprint (mcdose.io.case.source_fingerprint),
+    # so dose/mc_spect computed from an older SPECT is not taken for done
+    from mcdose.io.case import (
+        read_dataset,
+        read_dataset_attrs,
+        source_fingerprint,
+        write_datasets,
+    )
+    from tests.helpers import make_case
+
+    path = make_case(tmp_path, spect=True)
+    kw = dict(source="spect", histories=200, seed=2, device="cpu", batches=2)
+    assert simulate_case(path, **kw) is not None
+    assert simulate_case(path, **kw) is None
+    params = json.loads(read_dataset_attrs(path, "dose/mc_spect")["params"])
+    assert params["source_fingerprint"] == source_fingerprint(path, "spect")
+    write_datasets(path, {"spect": read_dataset(path, "spect")},
+                   {"spect": {"params": {"counts": 1e6}}})  # a new SPECT
+    assert simulate_case(path, **kw) is not None
+    assert simulate_case(path, **kw) is None
+    # the MC on the true activity does not depend on the SPECT
+    assert simulate_case(path, **{**kw, "source": "activity"}) is not None
+    write_datasets(path, {"spect": read_dataset(path, "spect")})
+    assert simulate_case(path, **{**kw, "source": "activity"}) is None
+
+
 def test_simulate_case_interrupted_leaves_the_case_unchanged(tmp_path, monkeypatch):
     import mcdose.transport.case as case_module
     from tests.helpers import make_case

@@ -181,6 +181,33 @@ def test_vdk_case_with_kernel_files(tmp_path):
         "soft_tissue"][0].startswith("file:")
 
 
+def test_vdk_case_reruns_when_its_source_is_recomputed(tmp_path):
+    # dose/vdk records which SPECT it was computed from (mcdose.io.case.source_fingerprint):
+    # a new SPECT makes it stale without any forcing
+    from mcdose.io.case import source_fingerprint, write_datasets
+
+    path = make_case(tmp_path, spacing_mm=(4.0, 4.0, 4.0), spect=True)
+    kw = {"kernel_files": [write_kernel(tmp_path / "k.h5", _kernel())], "backend": "scipy"}
+    first = vdk_case(path, **kw)
+    assert first is not None and vdk_case(path, **kw) is None
+    params = json.loads(read_dataset_attrs(path, "dose/vdk")["params"])
+    assert params["source_fingerprint"] == source_fingerprint(path, "spect")
+    write_datasets(path, {"dose/cnn": np.ones((6, 8, 10))})  # another dataset: no matter
+    assert vdk_case(path, **kw) is None
+    spect = read_dataset(path, "spect")
+    write_datasets(path, {"spect": 2 * spect}, {"spect": {"params": {"counts": 2e6}}})
+    second = vdk_case(path, **kw)
+    assert second is not None
+    np.testing.assert_allclose(second.dose_rate_Gy_s, 2 * first.dose_rate_Gy_s, rtol=1e-5)
+    assert vdk_case(path, **kw) is None
+    # recomputed with the same parameters (a later provenance time): redone as well
+    write_datasets(path, {"spect": spect}, {"spect": {
+        "params": {"counts": 2e6}, "provenance": {"created_utc": "2100-01-01T00:00:00+00:00"}}})
+    third = vdk_case(path, **kw)
+    assert third is not None
+    np.testing.assert_allclose(third.dose_rate_Gy_s, first.dose_rate_Gy_s, rtol=1e-6)
+
+
 def test_vdk_case_voxel_mismatch_names_both_sizes_and_writes_nothing(tmp_path):
     path = make_case(tmp_path)  # 2 x 2.5 x 3 mm
     kfile = write_kernel(tmp_path / "k.h5", _kernel())
