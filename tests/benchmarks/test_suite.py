@@ -417,7 +417,7 @@ def test_mc_cpu_flow_with_fake_runs(monkeypatch):
     assert es["mc.cpu.jit.cached"]["value"] == 18.0
     per_core = es["mc.cpu.paper.t2.rate_per_core"]
     assert per_core["value"] == pytest.approx(2.5e5) and per_core["headline"]
-    assert not es["mc.cpu.paper.t1.rate_per_core"]["headline"]
+    assert es["mc.cpu.paper.t1.rate_per_core"]["headline"]
     assert es["mc.cpu.paper.t1.time_1e9"]["value"] == pytest.approx(2001.0)
     assert es["mc.cpu.paper.t1.time_1e9"]["published"][0]["faster_by"] > 1
 
@@ -472,3 +472,39 @@ def test_cnn_gpu_entries_with_fake_predict(monkeypatch):
     assert es["cnn.cuda.paper.fullslice"]["goal"] is None
     assert es["cnn.cuda.paper.crop_fp32"]["conditions"]["amp"] == "off (float32)"
     assert (False, "auto") in calls and (True, "off") in calls
+
+
+def test_run_main_with_fake_groups(tmp_path, monkeypatch):
+    import benchmarks.suite as suite
+
+    def ok(ctx):
+        return [entry("vdk.cpu.paper.scipy.single", "VDK", 0.7, "s", published=("vdk_cpu",),
+                      conditions={"threads": ctx.threads}, headline=True)]  # fmt: skip
+
+    def broken(ctx):
+        raise RuntimeError("no such library")
+
+    monkeypatch.setattr(suite, "modules", lambda: {"mc": broken, "vdk": ok, "cnn": ok,
+                                                   "dataset": ok})  # fmt: skip
+    monkeypatch.setattr(machine, "gpus", lambda: [])
+    readme = tmp_path / "README.md"
+    readme.write_text("# r\n\n## Documentation\n")
+    out = tmp_path / "res"
+    argv = ["--only", "mc,vdk", "--out", str(out), "--readme", str(readme), "--machine", "m1",
+            "--cpu-threads", "2"]
+    assert runpy_mod.main(argv) == 1  # one group failed; the other still ran
+    (path,) = out.glob("*-m1.json")
+    data = json.loads(path.read_text())
+    by = {e["name"]: e for e in data["entries"]}
+    assert by["mc.run"]["status"] == "error" and "no such library" in by["mc.run"]["reason"]
+    assert by["vdk.cpu.paper.scipy.single"]["conditions"]["threads"] == 2
+    assert len(data["runs"]) == 1 and data["runs"][0]["groups_done"] == ["mc", "vdk"]
+    assert path.with_suffix(".md").exists() and path.with_suffix(".png").exists()
+    assert "| VDK |" in readme.read_text()
+    # a second run on the same day merges: one entry per name, two runs
+    assert runpy_mod.main(["--only", "vdk", *argv[2:]]) == 0
+    data = json.loads(path.read_text())
+    assert len(data["runs"]) == 2
+    assert [e["name"] for e in data["entries"]].count("vdk.cpu.paper.scipy.single") == 1
+    assert runpy_mod.main(["--only", "vdk", "--fresh", *argv[2:]]) == 0
+    assert len(json.loads(path.read_text())["runs"]) == 1
