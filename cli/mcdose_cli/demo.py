@@ -21,19 +21,29 @@ import numpy as np
 DEMO_SPECT_PROTOCOL = {"views": 60, "iterations": 6, "subsets": 6, "pixel_mm": 6.0}
 
 
+#: A light residual CNN for CPU training in minutes: 7-slice packs (28 mm at the small
+#: preset's 4 mm, like the paper's 11 × 3 mm), 5×5 in-plane stem kernels, a 3-level U-Net
+#: of width 8 (76,729 parameters instead of the paper's 1.1 M).
+DEMO_MODEL = {
+    "pack_size": 7,
+    "stem_kernels": ((3, 5, 5), (3, 5, 5), (1, 5, 5)),
+    "unet_width": 8,
+    "unet_levels": 3,
+}
+
+
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of the demo (defaults: about 10 minutes on 2 CPU cores)."""
+    """Sizes of the demo (defaults: about 8 minutes on 2 quiet CPU cores)."""
 
     cases: int = 8
     preset: str = "small"
-    histories: int = 2_000_000
-    epochs: int = 12
+    histories: int = 5_000_000
+    epochs: int = 14
     seed: int = 0
     device: str = "auto"
     spect_protocol: dict | None = field(default_factory=lambda: dict(DEMO_SPECT_PROTOCOL))
-    unet_width: int = 8
-    unet_levels: int = 3
+    model: dict = field(default_factory=lambda: dict(DEMO_MODEL))
     batch_size: int = 16
     spect_backend: str = "auto"
     kernel_histories: int | None = None
@@ -132,7 +142,7 @@ def run_demo(
     train_config = TrainConfig(
         epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
         device=config.device, workers=0, early_stopping=0,
-        model=ModelConfig(unet_width=config.unet_width, unet_levels=config.unet_levels),
+        model=ModelConfig(**config.model),
     )  # fmt: skip
     resume = output_paths(model_path)["checkpoint"].exists()
     result = train(dataset_dir, model_path, train_config, resume=resume, progress=progress)

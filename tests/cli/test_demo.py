@@ -11,7 +11,9 @@ from tests.helpers import assert_cli_error
 def test_demo_runs_end_to_end_and_resumes(tmp_path):
     config = DemoConfig(cases=4, preset="tiny", histories=3000, epochs=1, seed=2,
                         device="cpu", spect_backend="gaussian", kernel_histories=20_000,
-                        unet_width=4, unet_levels=2, batch_size=8)  # fmt: skip
+                        model={"pack_size": 5, "stem_kernels": ((3, 3, 3), (1, 3, 3)),
+                               "stem_channels": (4, 4), "unet_width": 4, "unet_levels": 2},
+                        batch_size=8)  # fmt: skip
     lines: list[str] = []
     result = run_demo(tmp_path / "demo", config, echo=lines.append, progress=False)
     for path in (result.model_path, result.report_html, result.patient_dose,
