@@ -38,6 +38,28 @@ def csda_range(mat_tab, params, m, energy):
 
 
 @register_jitable
+def range_cell(range_grid, params, m, residual_range):
+    """Cell of ``residual_range`` (g/cm²) on material ``m``'s inverse-range grid.
+
+    Returns
+    -------
+    tuple
+        (k, g, scale): lower grid point, fraction, and — below the first grid point —
+        the factor R/R_min by which the first entry is scaled (1.0 otherwise).
+    """
+    n = int(params[L.P_N_R])
+    log_r_min = range_grid[m, L.RG_LOG_R_MIN]
+    x = (math.log(residual_range) - log_r_min) * range_grid[m, L.RG_INV_DLOG_R]
+    if x <= 0.0:
+        # below the table (E < 1 keV): quantities taken ∝ R, a tiny region
+        return 0, 0.0, residual_range / math.exp(log_r_min)
+    if x >= n - 1:
+        return n - 2, 1.0, 1.0
+    k = int(x)
+    return k, x - k, 1.0
+
+
+@register_jitable
 def energy_at_range(inv_range, range_grid, params, m, residual_range):
     """Energy (keV) whose CSDA range in material ``m`` is ``residual_range`` (g/cm²).
 
@@ -45,17 +67,20 @@ def energy_at_range(inv_range, range_grid, params, m, residual_range):
     """
     if residual_range <= 0.0:
         return 0.0
-    n = int(params[L.P_N_R])
-    x = (math.log(residual_range) - range_grid[m, L.RG_LOG_R_MIN]) * range_grid[m, L.RG_INV_DLOG_R]
-    if x <= 0.0:
-        # below the table: R ∝ E^(1+a) ≈ linear scaling in this tiny region
-        r0 = math.exp(range_grid[m, L.RG_LOG_R_MIN])
-        return inv_range[m, 0] * residual_range / r0
-    if x >= n - 1:
-        return inv_range[m, n - 1]
-    i = int(x)
-    f = x - i
-    return inv_range[m, i] * (1.0 - f) + inv_range[m, i + 1] * f
+    k, g, scale = range_cell(range_grid, params, m, residual_range)
+    row = L.IR_ENERGY
+    return scale * (inv_range[m, row, k] * (1.0 - g) + inv_range[m, row, k + 1] * g)
+
+
+@register_jitable
+def state_at_range(inv_range, range_grid, params, m, residual_range):
+    """(energy keV, Q) of an electron with ``residual_range`` g/cm² left — one logarithm."""
+    if residual_range <= 0.0:
+        return 0.0, 0.0
+    k, g, scale = range_cell(range_grid, params, m, residual_range)
+    e = scale * (inv_range[m, L.IR_ENERGY, k] * (1.0 - g) + inv_range[m, L.IR_ENERGY, k + 1] * g)
+    q = scale * (inv_range[m, L.IR_KAPPA, k] * (1.0 - g) + inv_range[m, L.IR_KAPPA, k + 1] * g)
+    return e, q
 
 
 @register_jitable
@@ -82,48 +107,58 @@ def transport_paths(mat_tab, params, m, energy):
 
 
 @register_jitable
-def step_limits(mat_tab, inv_range, range_grid, params, m, energy):
-    """Maximum step (g/cm²), range (g/cm²), λ₁ (g/cm²) and bremsstrahlung Σ_b (cm²/g).
+def step_limits(mat_tab, params, m, i, f):
+    """Step-control quantities of an electron at energy cell (i, f) in material ``m``.
 
-    The step is the smaller of (a) the mass thickness over which the energy falls by the
-    fraction ``params[P_STEP_FRAC]`` and (b) ``params[P_STEP_MS]`` transport mean free paths.
+    The maximum step is the smaller of (a) the mass thickness over which the energy falls by
+    the fraction ``params[P_STEP_FRAC]`` — on the uniform ln E grid the cell of
+    E·(1 − frac) is a constant shift ``params[P_STEP_SHIFT]`` away, no logarithm needed —
+    and (b) ``params[P_STEP_MS]`` transport mean free paths.
+
+    Returns
+    -------
+    tuple
+        (maximum step g/cm², CSDA range g/cm², bremsstrahlung Σ_b cm²/g, Q(E))
     """
-    i, f = energy_cell(params, energy)
     r = lerp_mat(mat_tab, m, L.E_RANGE, i, f)
     lam1 = lerp_mat(mat_tab, m, L.E_LAMBDA1, i, f)
     brems = lerp_mat(mat_tab, m, L.E_BREMS, i, f)
-    e_low = energy * (1.0 - params[L.P_STEP_FRAC])
-    j, g = energy_cell(params, e_low)
-    t_loss = r - lerp_mat(mat_tab, m, L.E_RANGE, j, g)
+    q = lerp_mat(mat_tab, m, L.E_KAPPA, i, f)
+    x = i + f + params[L.P_STEP_SHIFT]
+    if x <= 0.0:
+        r_low = mat_tab[m, L.E_RANGE, 0]
+    else:
+        j = int(x)
+        r_low = lerp_mat(mat_tab, m, L.E_RANGE, j, x - j)
+    t_loss = r - r_low
     t_ms = params[L.P_STEP_MS] * lam1
     t = t_loss if t_loss < t_ms else t_ms
     if t > r:
         t = r
-    return t, r, lam1, brems
+    return t, r, brems, q
 
 
 @register_jitable
-def sample_ms_cos_theta(ms_table, params, t_over_lambda1, xi):
-    """cos θ after a path of ``t_over_lambda1`` transport mean free paths.
+def sample_ms_cos_theta(ms_table, params, kappa, xi):
+    """cos θ after a step of ``kappa`` transport mean free paths (κ = ∫ds/λ₁).
 
-    Modified Wentzel sampling: q = (1 − e^(−s/λ₁))/2, A from the table, then
-    μ = Aξ/(1 − ξ + A) and cos θ = 1 − 2μ; beyond ``P_MS_Q_ISOTROPIC`` cos θ is uniform.
+    Modified Wentzel sampling: A(κ) from the table (one logarithm), μ = Aξ/(1 − ξ + A),
+    cos θ = 1 − 2μ; beyond ``P_MS_KAPPA_ISOTROPIC`` cos θ is uniform.
     """
-    q = 0.5 * (1.0 - math.exp(-t_over_lambda1))
-    if q >= params[L.P_MS_Q_ISOTROPIC]:
+    if kappa >= params[L.P_MS_KAPPA_ISOTROPIC]:
         return 2.0 * xi - 1.0
-    if q <= 0.0:
+    if kappa <= 0.0:
         return 1.0
-    n = int(params[L.P_MS_N_Q])
-    x = (math.log(q) - params[L.P_MS_LOG_Q_MIN]) * params[L.P_MS_INV_DLOG_Q]
+    n = int(params[L.P_MS_N_KAPPA])
+    x = (math.log(kappa) - params[L.P_MS_LOG_KAPPA_MIN]) * params[L.P_MS_INV_DLOG_KAPPA]
     if x <= 0.0:
-        # tiny q: A ln(1/A) ≈ q; the first table entry is accurate enough, scaled linearly
-        a = math.exp(ms_table[0]) * q / math.exp(params[L.P_MS_LOG_Q_MIN])
+        # κ < 1e-10: A ∝ κ/ln(1/κ) ≈ proportional over this tiny range
+        a = ms_table[0] * kappa / math.exp(params[L.P_MS_LOG_KAPPA_MIN])
     else:
         if x >= n - 1:
             x = n - 1.000001
         i = int(x)
         f = x - i
-        a = math.exp(ms_table[i] * (1.0 - f) + ms_table[i + 1] * f)
+        a = ms_table[i] * (1.0 - f) + ms_table[i + 1] * f
     mu = a * xi / (1.0 - xi + a)
     return 1.0 - 2.0 * mu

@@ -28,10 +28,10 @@ P_KN_N_E = 5
 P_RAY_LOG_E_MIN = 6  # Rayleigh inverse-CDF table energy grid
 P_RAY_INV_DLOG_E = 7
 P_RAY_N_E = 8
-P_MS_LOG_Q_MIN = 9  # multiple-scattering screening table, grid in ln q
-P_MS_INV_DLOG_Q = 10
-P_MS_N_Q = 11
-P_MS_Q_ISOTROPIC = 12  # q above which cos(theta) is sampled uniformly
+P_MS_LOG_KAPPA_MIN = 9  # multiple-scattering screening table A(κ), grid in ln κ
+P_MS_INV_DLOG_KAPPA = 10
+P_MS_N_KAPPA = 11
+P_MS_KAPPA_ISOTROPIC = 12  # κ (transport mean free paths) above which cos θ is uniform
 P_E_CUT = 13  # electron transport cutoff, keV
 P_P_CUT = 14  # photon transport cutoff, keV
 P_BREMS_K_CUT = 15  # lowest bremsstrahlung photon energy produced explicitly, keV
@@ -58,10 +58,22 @@ P_N_R = 34  # length of each material's inverse range table
 P_POSITRON_FRACTION = 35  # fraction of betas that are positrons (each adds 2 × 511 keV photons)
 P_EMIT_BETA_PARTICLES = 36  # 1.0: transport the beta particles themselves (0 for photons only)
 P_BOUNDARY_STEPS = 37  # 1.0: inside a voxel, electron steps may grow to the nearest face
-N_PARAMS = 38
+P_STEP_SHIFT = 38  # ln(1 − step_fraction) / Δln E: energy-grid offset of E·(1 − step_fraction)
+P_INV_DX = 39  # 1 / voxel size along x, 1/cm (multiplications instead of divisions)
+P_INV_DY = 40
+P_INV_DZ = 41
+N_PARAMS = 42
 
 #: Photon energy of positron annihilation at rest, keV (mₑc², CODATA 2018).
 ANNIHILATION_KEV = 510.99895
+
+# --- inv_range[material, row, k]: functions of the residual range on a grid uniform in ln R
+IR_ENERGY = 0  # electron energy with that CSDA range, keV
+IR_KAPPA = 1  # Q(E(R)): transport mean free paths left to travel, see E_KAPPA
+
+# --- voxels[voxel, column]: the map the kernels read (one cache line per voxel visit)
+V_DENSITY = 0  # mass density, g/cm³
+V_MATERIAL = 1  # material index (a small integer stored as float32)
 
 # --- range_grid[material, :]
 RG_LOG_R_MIN = 0  # ln(R_min / (g/cm²))

@@ -42,7 +42,7 @@ if not numba.config.ENABLE_CUDASIM:
 @cuda.jit
 def transport_kernel(
     first, last, seed,
-    density, material, src_index, src_prob, src_alias,
+    voxels, src_index, src_prob, src_alias,
     beta_icdf, elines, plines,
     mat_tab, inv_range, range_grid, kn_table, ray_table, ms_table, majorant, params,
     tally, counters,
@@ -56,7 +56,7 @@ def transport_kernel(
     while h < last:
         run_history(
             h, seed,
-            density, material, src_index, src_prob, src_alias,
+            voxels, src_index, src_prob, src_alias,
             beta_icdf, elines, plines,
             mat_tab, inv_range, range_grid, kn_table, ray_table, ms_table, majorant, params,
             tally, counters[tid], rng, stack,
@@ -94,7 +94,7 @@ class CudaBackend:
         default_blocks, default_threads = _device_grid()
         self.blocks = int(blocks or default_blocks)
         self.threads = int(threads or default_threads)
-        n_vox = inputs.density.size
+        n_vox = inputs.voxels.shape[0]
         self._scale = float(inputs.params[L.P_TALLY_SCALE])
         self._arrays = tuple(
             cuda.to_device(np.ascontiguousarray(a)) for a in inputs.kernel_arrays()

@@ -33,11 +33,11 @@ from numba.extending import overload, register_jitable
 
 from mcdose.physics import layout as L
 from mcdose.physics.electron import (
-    energy_after_step,
+    energy_at_range,
     energy_cell,
     sample_ms_cos_theta,
+    state_at_range,
     step_limits,
-    transport_paths,
 )
 from mcdose.physics.interp import lerp_mat
 from mcdose.physics.photon import (
@@ -110,9 +110,9 @@ def push_particle(stack, sp, kind, energy, x, y, z, u, v, w):
 @register_jitable
 def locate(x, y, z, params):
     """Voxel indices of position (x, y, z) cm; ``inside`` is False outside the grid."""
-    fx = x / params[L.P_DX]
-    fy = y / params[L.P_DY]
-    fz = z / params[L.P_DZ]
+    fx = x * params[L.P_INV_DX]
+    fy = y * params[L.P_INV_DY]
+    fz = z * params[L.P_INV_DZ]
     inside = (
         fx >= 0.0
         and fy >= 0.0
@@ -140,19 +140,21 @@ def distance_to_boundary(pos, idx, cell, direction):
 
 @register_jitable
 def move_electron(
-    t_leg, energy, m, x, y, z, u, v, w, ix, iy, iz,
-    density, material, mat_tab, inv_range, range_grid, params, tally,
+    t_leg, energy, r_left, m, x, y, z, u, v, w, ix, iy, iz,
+    voxels, inv_range, range_grid, params, tally,
 ):  # fmt: skip
     """Move an electron along (u, v, w) by mass thickness ``t_leg`` (g/cm²).
 
-    The CSDA energy loss of every segment is deposited in the voxel the segment lies in,
-    with the step's material ``m`` and each voxel's own density.  The leg stops early on
-    entering a voxel of another material, on leaving the grid, or when the range runs out.
+    The electron carries its residual CSDA range ``r_left`` (g/cm², material ``m``); a
+    segment of mass thickness dt ends at energy E(r_left − dt), and the energy lost is
+    deposited in the voxel the segment lies in (each voxel's own density converts path length
+    to mass thickness).  The leg stops early on entering a voxel of another material, on
+    leaving the grid, or when the range runs out.
 
     Returns
     -------
     tuple
-        (status, energy, x, y, z, ix, iy, iz)
+        (status, energy, residual range, x, y, z, ix, iy, iz)
     """
     nx = int(params[L.P_NX])
     ny = int(params[L.P_NY])
@@ -164,7 +166,7 @@ def move_electron(
     t_left = t_leg
     while True:
         vox = voxel_index(ix, iy, iz, nx, ny)
-        rho = np.float64(density[vox])
+        rho = np.float64(voxels[vox, L.V_DENSITY])
         sx = distance_to_boundary(x, ix, dx, u)
         sy = distance_to_boundary(y, iy, dy, v)
         sz = distance_to_boundary(z, iz, dz, w)
@@ -177,20 +179,23 @@ def move_electron(
             s_b = sz
             axis = 2
         t_b = rho * s_b
-        if t_left <= t_b:
-            e_new = energy_after_step(mat_tab, inv_range, range_grid, params, m, energy, t_left)
-            tally_add(tally, vox, to_fixed(energy - e_new, scale))
+        inside = t_left <= t_b
+        dt = t_left if inside else t_b
+        r_left -= dt
+        e_new = energy_at_range(inv_range, range_grid, params, m, r_left)
+        if e_new > energy:  # interpolation round-off; never gain energy
+            e_new = energy
+        tally_add(tally, vox, to_fixed(energy - e_new, scale))
+        energy = e_new
+        if inside:
             s = t_left / rho
             x += s * u
             y += s * v
             z += s * w
-            if e_new <= 0.0:
-                return _STOPPED, 0.0, x, y, z, ix, iy, iz
-            return _MOVED, e_new, x, y, z, ix, iy, iz
+            if energy <= 0.0:
+                return _STOPPED, 0.0, 0.0, x, y, z, ix, iy, iz
+            return _MOVED, energy, r_left, x, y, z, ix, iy, iz
         # cross into the next voxel
-        e_new = energy_after_step(mat_tab, inv_range, range_grid, params, m, energy, t_b)
-        tally_add(tally, vox, to_fixed(energy - e_new, scale))
-        energy = e_new
         t_left -= t_b
         x += s_b * u
         y += s_b * v
@@ -217,17 +222,17 @@ def move_electron(
                 z = iz * dz
                 iz -= 1
         if energy <= 0.0:
-            return _STOPPED, 0.0, x, y, z, ix, iy, iz
+            return _STOPPED, 0.0, 0.0, x, y, z, ix, iy, iz
         if ix < 0 or iy < 0 or iz < 0 or ix >= nx or iy >= ny or iz >= nz:
-            return _ESCAPED, energy, x, y, z, ix, iy, iz
-        if material[voxel_index(ix, iy, iz, nx, ny)] != m:
-            return _NEW_MATERIAL, energy, x, y, z, ix, iy, iz
+            return _ESCAPED, energy, r_left, x, y, z, ix, iy, iz
+        if int(voxels[voxel_index(ix, iy, iz, nx, ny), L.V_MATERIAL]) != m:
+            return _NEW_MATERIAL, energy, r_left, x, y, z, ix, iy, iz
 
 
 @register_jitable
 def transport_electron(
     energy, x, y, z, u, v, w,
-    density, material, mat_tab, inv_range, range_grid, ms_table, params,
+    voxels, mat_tab, inv_range, range_grid, ms_table, params,
     tally, stack, sp, rng,
 ):  # fmt: skip
     """Follow one electron to its end; bremsstrahlung photons are pushed on the stack.
@@ -253,14 +258,17 @@ def transport_electron(
     inside, ix, iy, iz = locate(x, y, z, params)
     if not inside:
         return sp, energy, brems_energy, overflow, x, y, z
+    # bremsstrahlung: mean free paths left to the next emission, spent step by step
+    brems_paths = -math.log(rng_uniform(rng))
     while True:
         vox = voxel_index(ix, iy, iz, nx, ny)
         if energy <= e_cut:
             tally_add(tally, vox, to_fixed(energy, scale))
             return sp, 0.0, brems_energy, overflow, x, y, z
-        m = int(material[vox])
-        rho = np.float64(density[vox])
-        t, r, lam1, sigma_b = step_limits(mat_tab, inv_range, range_grid, params, m, energy)
+        m = int(voxels[vox, L.V_MATERIAL])
+        rho = np.float64(voxels[vox, L.V_DENSITY])
+        i, f = energy_cell(params, energy)
+        t, r, sigma_b, q_start = step_limits(mat_tab, params, m, i, f)
         d_min = min(
             x - ix * dx, (ix + 1) * dx - x,
             y - iy * dy, (iy + 1) * dy - y,
@@ -275,38 +283,41 @@ def transport_electron(
         if t > r:
             t = r
         emit = False
-        if sigma_b > 0.0:
-            t_b = -math.log(rng_uniform(rng)) / sigma_b
-            if t_b < t:
-                t = t_b
-                emit = True
+        if sigma_b > 0.0 and brems_paths < sigma_b * t:
+            t = brems_paths / sigma_b
+            emit = True
+        r_start = r
         # scattering strength of the step: transport mean free paths between E and E'
-        e_end = energy_after_step(mat_tab, inv_range, range_grid, params, m, energy, t)
-        kappa = transport_paths(mat_tab, params, m, energy) - transport_paths(
-            mat_tab, params, m, e_end
-        )
+        e_end, q_end = state_at_range(inv_range, range_grid, params, m, r - t)
+        kappa = q_start - q_end
+        if kappa < 0.0:
+            kappa = 0.0
         tau = rng_uniform(rng)
-        status, energy, x, y, z, ix, iy, iz = move_electron(
-            tau * t, energy, m, x, y, z, u, v, w, ix, iy, iz,
-            density, material, mat_tab, inv_range, range_grid, params, tally,
+        status, energy, r, x, y, z, ix, iy, iz = move_electron(
+            tau * t, energy, r, m, x, y, z, u, v, w, ix, iy, iz,
+            voxels, inv_range, range_grid, params, tally,
         )  # fmt: skip
         if status == _ESCAPED:
             return sp, energy, brems_energy, overflow, x, y, z
         if status == _STOPPED:
             return sp, 0.0, brems_energy, overflow, x, y, z
         if status == _NEW_MATERIAL:
+            brems_paths -= sigma_b * (r_start - r)
             continue
         # hinge: deflect by the multiple-scattering angle of the whole step
         cos_t = sample_ms_cos_theta(ms_table, params, kappa, rng_uniform(rng))
         u, v, w = rotate_direction(u, v, w, cos_t, _TWO_PI * rng_uniform(rng))
-        status, energy, x, y, z, ix, iy, iz = move_electron(
-            (1.0 - tau) * t, energy, m, x, y, z, u, v, w, ix, iy, iz,
-            density, material, mat_tab, inv_range, range_grid, params, tally,
+        status, energy, r, x, y, z, ix, iy, iz = move_electron(
+            (1.0 - tau) * t, energy, r, m, x, y, z, u, v, w, ix, iy, iz,
+            voxels, inv_range, range_grid, params, tally,
         )  # fmt: skip
         if status == _ESCAPED:
             return sp, energy, brems_energy, overflow, x, y, z
         if status == _STOPPED:
             return sp, 0.0, brems_energy, overflow, x, y, z
+        brems_paths -= sigma_b * (r_start - r)
+        if emit and status == _MOVED:
+            brems_paths = -math.log(rng_uniform(rng))
         if emit and status == _MOVED and energy > k_cut:
             k = k_cut * math.exp(rng_uniform(rng) * math.log(energy / k_cut))
             if k > energy:
@@ -329,7 +340,7 @@ RAYLEIGH = 3
 
 
 @register_jitable
-def photon_flight(energy, x, y, z, u, v, w, density, material, mat_tab, majorant, params, rng):
+def photon_flight(energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, rng):
     """Woodcock-track a photon to its next real interaction (or out of the grid).
 
     Flights are sampled against the majorant μ̂(E); at each tentative site a real
@@ -346,8 +357,9 @@ def photon_flight(energy, x, y, z, u, v, w, density, material, mat_tab, majorant
     ny = int(params[L.P_NY])
     i, f = energy_cell(params, energy)
     mu_major = majorant[i]
+    inv_mu_major = 1.0 / mu_major
     while True:
-        s = -math.log(rng_uniform(rng)) / mu_major
+        s = -math.log(rng_uniform(rng)) * inv_mu_major
         x += s * u
         y += s * v
         z += s * w
@@ -355,8 +367,8 @@ def photon_flight(energy, x, y, z, u, v, w, density, material, mat_tab, majorant
         if not inside:
             return ESCAPE, x, y, z, -1, -1, i, f
         vox = voxel_index(ix, iy, iz, nx, ny)
-        m = int(material[vox])
-        rho = np.float64(density[vox])
+        rho = np.float64(voxels[vox, L.V_DENSITY])
+        m = int(voxels[vox, L.V_MATERIAL])
         r = rng_uniform(rng) * mu_major
         mu_photo = rho * lerp_mat(mat_tab, m, L.MU_PHOTO, i, f)
         if r < mu_photo:
@@ -372,7 +384,7 @@ def photon_flight(energy, x, y, z, u, v, w, density, material, mat_tab, majorant
 @register_jitable
 def transport_photon(
     energy, x, y, z, u, v, w,
-    density, material, mat_tab, kn_table, ray_table, majorant, params,
+    voxels, mat_tab, kn_table, ray_table, majorant, params,
     tally, stack, sp, rng,
 ):  # fmt: skip
     """Follow one photon until absorption or escape; its electrons go on the stack.
@@ -387,7 +399,7 @@ def transport_photon(
     overflow = 0.0
     while True:
         outcome, x, y, z, vox, m, i, f = photon_flight(
-            energy, x, y, z, u, v, w, density, material, mat_tab, majorant, params, rng
+            energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, rng
         )
         if outcome == ESCAPE:
             return sp, energy, overflow
@@ -446,7 +458,7 @@ def count_emissions(yield_per_decay, xi):
 @register_jitable
 def run_history(
     history, seed,
-    density, material, src_index, src_prob, src_alias,
+    voxels, src_index, src_prob, src_alias,
     beta_icdf, elines, plines,
     mat_tab, inv_range, range_grid, kn_table, ray_table, ms_table, majorant, params,
     tally, counters, rng, stack,
@@ -557,13 +569,13 @@ def run_history(
         if kind == L.PHOTON:
             sp, esc, ovf = transport_photon(
                 e, px, py, pz, u, v, w,
-                density, material, mat_tab, kn_table, ray_table, majorant, params,
+                voxels, mat_tab, kn_table, ray_table, majorant, params,
                 tally, stack, sp, rng,
             )  # fmt: skip
         else:
             sp, esc, brm, ovf, _, _, _ = transport_electron(
                 e, px, py, pz, u, v, w,
-                density, material, mat_tab, inv_range, range_grid, ms_table, params,
+                voxels, mat_tab, inv_range, range_grid, ms_table, params,
                 tally, stack, sp, rng,
             )  # fmt: skip
             brems += brm

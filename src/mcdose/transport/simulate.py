@@ -263,7 +263,7 @@ def simulate_dose(
     counters = backend.counters()
     nz, ny, nx = inputs.shape
     voxel_cm3 = float(np.prod([s / 10.0 for s in spacing_mm]))
-    mass_kg = inputs.density.astype(np.float64) * voxel_cm3 * 1e-3
+    mass_kg = inputs.voxels[:, L.V_DENSITY].astype(np.float64) * voxel_cm3 * 1e-3
     dose_per_decay = mean_keV * KEV_TO_J / mass_kg
     rate = dose_per_decay * inputs.total_activity_MBq * 1e6
 

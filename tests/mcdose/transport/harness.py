@@ -43,7 +43,7 @@ def slab_inputs(
 
 
 @numba.njit
-def narrow_beam_transmission(energy, n, seed, density, material, mat_tab, majorant, params):
+def narrow_beam_transmission(energy, n, seed, voxels, mat_tab, majorant, params):
     """Fraction of photons normally incident at z = 0 that cross the grid uncollided."""
     rng = np.empty(STATE_SIZE, np.uint64)
     x0 = 0.5 * params[L.P_DX]
@@ -53,7 +53,7 @@ def narrow_beam_transmission(energy, n, seed, density, material, mat_tab, majora
     for i in range(n):
         rng_init(rng, seed, i, 7)
         outcome, x, y, z, vox, m, ie, f = photon_flight(
-            energy, x0, y0, 1e-9, 0.0, 0.0, 1.0, density, material, mat_tab, majorant, params, rng
+            energy, x0, y0, 1e-9, 0.0, 0.0, 1.0, voxels, mat_tab, majorant, params, rng
         )
         if outcome == ESCAPE and z >= length:
             passed += 1
@@ -62,12 +62,12 @@ def narrow_beam_transmission(energy, n, seed, density, material, mat_tab, majora
 
 @numba.njit
 def electron_transmission(
-    energy, n, seed, density, material, mat_tab, inv_range, range_grid, ms_table, params
+    energy, n, seed, voxels, mat_tab, inv_range, range_grid, ms_table, params
 ):
     """Fraction of electrons normally incident at z = 0 that leave through the far face."""
     rng = np.empty(STATE_SIZE, np.uint64)
     stack = np.empty((L.STACK_SIZE, L.STACK_COLUMNS))
-    tally = np.zeros(density.size, np.uint64)
+    tally = np.zeros(voxels.shape[0], np.uint64)
     x0 = 0.5 * params[L.P_DX]
     y0 = 0.5 * params[L.P_DY]
     length = params[L.P_NZ] * params[L.P_DZ]
@@ -76,7 +76,7 @@ def electron_transmission(
         rng_init(rng, seed, i, 9)
         sp, escaped, brems, overflow, x, y, z = transport_electron(
             energy, x0, y0, 1e-9, 0.0, 0.0, 1.0,
-            density, material, mat_tab, inv_range, range_grid, ms_table, params,
+            voxels, mat_tab, inv_range, range_grid, ms_table, params,
             tally, stack, 0, rng,
         )  # fmt: skip
         if escaped > 0.0 and z >= length:

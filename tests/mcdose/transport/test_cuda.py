@@ -87,9 +87,9 @@ def test_cuda_kernels_compile_to_ptx_for_hopper(monkeypatch):
     f64 = numba.float64
     sig = (
         numba.int64, numba.int64, numba.uint64,
-        numba.float32[::1], numba.uint8[::1], numba.int64[::1], f64[::1], numba.int64[::1],
+        numba.float32[:, ::1], numba.int64[::1], f64[::1], numba.int64[::1],
         f64[::1], f64[:, ::1], f64[:, ::1],
-        f64[:, :, ::1], f64[:, ::1], f64[:, ::1], f64[:, ::1], f64[:, :, ::1], f64[::1],
+        f64[:, :, ::1], f64[:, :, ::1], f64[:, ::1], f64[:, ::1], f64[:, :, ::1], f64[::1],
         f64[::1], f64[::1],
         numba.uint64[::1], numba.uint64[:, ::1],
     )  # fmt: skip

@@ -70,7 +70,7 @@ def test_transmission_through_water_slabs_gives_tabata_extrapolated_range(energy
         inputs = slab_inputs(frac * r0, slices=8, options=options)
         eta.append(
             electron_transmission(
-                energy_keV, 4000, 13, inputs.density, inputs.material, inputs.tables.mat_tab,
+                energy_keV, 4000, 13, inputs.voxels, inputs.tables.mat_tab,
                 inputs.tables.inv_range, inputs.tables.range_grid, inputs.tables.ms_table,
                 inputs.params,
             )  # fmt: skip

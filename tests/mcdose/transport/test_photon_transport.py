@@ -25,7 +25,7 @@ def test_narrow_beam_transmission_through_water_equals_exp_minus_mu_x(energy_keV
     inputs = slab_inputs(thickness)
     n = 200_000
     t = narrow_beam_transmission(
-        energy_keV, n, 11, inputs.density, inputs.material, inputs.tables.mat_tab,
+        energy_keV, n, 11, inputs.voxels, inputs.tables.mat_tab,
         inputs.majorant, inputs.params,
     )  # fmt: skip
     mu = float(mass_attenuation("water", np.array([energy_keV]))["total"][0])
@@ -57,7 +57,7 @@ def test_narrow_beam_matches_xcom_at_200_keV_in_a_heterogeneous_majorant():
     majorant = woodcock_majorant(inputs.tables, np.array([1.0, density_max_bone]))
     n = 200_000
     t = narrow_beam_transmission(
-        200.0, n, 5, inputs.density, inputs.material, inputs.tables.mat_tab, majorant,
+        200.0, n, 5, inputs.voxels, inputs.tables.mat_tab, majorant,
         inputs.params,
     )  # fmt: skip
     expected = math.exp(-0.1370 * 1.0 * 5.0)  # XCOM; the exit slice adds < 1e-6
