@@ -57,10 +57,12 @@ def test_cuda_kernel_under_simulator_matches_cpu_history_by_history(nuclide):
 
 
 def _nvvm_available() -> bool:
+    """NVVM and NVRTC (numba-cuda's compilers) are loadable: numba-cuda[cu13] is installed."""
     try:
         from cuda.pathfinder import load_nvidia_dynamic_lib
 
         load_nvidia_dynamic_lib("nvvm")
+        load_nvidia_dynamic_lib("nvrtc")
         return True
     except Exception:
         return False
@@ -72,7 +74,7 @@ def test_cuda_kernels_compile_to_ptx_for_hopper(monkeypatch):
     # CUDA cannot compile.  Needs NVVM (numba-cuda[cu13]); skipped otherwise.
     numba_cuda = pytest.importorskip("numba.cuda")
     if not _nvvm_available():
-        pytest.skip("NVVM library not installed (pip install 'numba-cuda[cu13]')")
+        pytest.skip("NVVM/NVRTC libraries not installed (pip install 'numba-cuda[cu13]')")
     import types
 
     import numba
