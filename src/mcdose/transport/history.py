@@ -108,6 +108,22 @@ def push_particle(stack, sp, kind, energy, x, y, z, u, v, w):
 
 
 @register_jitable
+def emit(stack, sp, kind, energy, x, y, z, u, v, w, tally, vox, scale):
+    """Push a particle; if the stack is full, deposit its energy in voxel ``vox`` instead.
+
+    Returns
+    -------
+    tuple
+        (new stack pointer, energy deposited for lack of stack space keV)
+    """
+    new_sp = push_particle(stack, sp, kind, energy, x, y, z, u, v, w)
+    if new_sp < 0:
+        tally_add(tally, vox, to_fixed(energy, scale))
+        return sp, energy
+    return new_sp, 0.0
+
+
+@register_jitable
 def locate(x, y, z, params):
     """Voxel indices of position (x, y, z) cm; ``inside`` is False outside the grid."""
     fx = x * params[L.P_INV_DX]
@@ -324,12 +340,9 @@ def transport_electron(
                 k = energy
             energy -= k
             brems_energy += k
-            new_sp = push_particle(stack, sp, L.PHOTON, k, x, y, z, u, v, w)
-            if new_sp < 0:
-                tally_add(tally, voxel_index(ix, iy, iz, nx, ny), to_fixed(k, scale))
-                overflow += k
-            else:
-                sp = new_sp
+            sp, lost = emit(stack, sp, L.PHOTON, k, x, y, z, u, v, w,
+                            tally, voxel_index(ix, iy, iz, nx, ny), scale)  # fmt: skip
+            overflow += lost
 
 
 # photon_flight outcomes
@@ -405,12 +418,8 @@ def transport_photon(
             return sp, energy, overflow
         if outcome == PHOTOELECTRIC:
             ue, ve, we = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
-            new_sp = push_particle(stack, sp, L.ELECTRON, energy, x, y, z, ue, ve, we)
-            if new_sp < 0:
-                tally_add(tally, vox, to_fixed(energy, scale))
-                overflow += energy
-            else:
-                sp = new_sp
+            sp, lost = emit(stack, sp, L.ELECTRON, energy, x, y, z, ue, ve, we, tally, vox, scale)
+            overflow += lost
             return sp, 0.0, overflow
         if outcome == COMPTON:
             eps = sample_compton_epsilon(kn_table, params, energy, rng_uniform(rng))
@@ -419,12 +428,8 @@ def transport_photon(
             t_e = energy * (1.0 - eps)
             if t_e > 0.0:
                 ue, ve, we = compton_electron_direction(energy, eps, u, v, w, un, vn, wn)
-                new_sp = push_particle(stack, sp, L.ELECTRON, t_e, x, y, z, ue, ve, we)
-                if new_sp < 0:
-                    tally_add(tally, vox, to_fixed(t_e, scale))
-                    overflow += t_e
-                else:
-                    sp = new_sp
+                sp, lost = emit(stack, sp, L.ELECTRON, t_e, x, y, z, ue, ve, we, tally, vox, scale)
+                overflow += lost
             energy = energy * eps
             u, v, w = un, vn, wn
         else:
@@ -511,50 +516,34 @@ def run_history(
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         if emit_betas:
             emitted += to_fixed(e, scale)
-            new_sp = push_particle(stack, sp, L.ELECTRON, e, x, y, z, u, v, w)
-            if new_sp < 0:
-                tally_add(tally, vox, to_fixed(e, scale))
-                overflow += e
-            else:
-                sp = new_sp
+            sp, lost = emit(stack, sp, L.ELECTRON, e, x, y, z, u, v, w, tally, vox, scale)
+            overflow += lost
         if positron_fraction > 0.0 and rng_uniform(rng) < positron_fraction:
             # annihilation at rest: two back-to-back photons from the decay site
             ua, va, wa = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
             for sign in (1.0, -1.0):
                 emitted += to_fixed(L.ANNIHILATION_KEV, scale)
-                new_sp = push_particle(
+                sp, lost = emit(
                     stack, sp, L.PHOTON, L.ANNIHILATION_KEV,
-                    x, y, z, sign * ua, sign * va, sign * wa,
+                    x, y, z, sign * ua, sign * va, sign * wa, tally, vox, scale,
                 )  # fmt: skip
-                if new_sp < 0:
-                    tally_add(tally, vox, to_fixed(L.ANNIHILATION_KEV, scale))
-                    overflow += L.ANNIHILATION_KEV
-                else:
-                    sp = new_sp
+                overflow += lost
     n_el = count_emissions(params[L.P_ELINE_YIELD], rng_uniform(rng))
     n_elines = int(params[L.P_N_ELINES])
     for _ in range(n_el):
         e = sample_line(elines, n_elines, rng_uniform(rng), rng_uniform(rng))
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         emitted += to_fixed(e, scale)
-        new_sp = push_particle(stack, sp, L.ELECTRON, e, x, y, z, u, v, w)
-        if new_sp < 0:
-            tally_add(tally, vox, to_fixed(e, scale))
-            overflow += e
-        else:
-            sp = new_sp
+        sp, lost = emit(stack, sp, L.ELECTRON, e, x, y, z, u, v, w, tally, vox, scale)
+        overflow += lost
     n_ph = count_emissions(params[L.P_PLINE_YIELD], rng_uniform(rng))
     n_plines = int(params[L.P_N_PLINES])
     for _ in range(n_ph):
         e = sample_line(plines, n_plines, rng_uniform(rng), rng_uniform(rng))
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         emitted += to_fixed(e, scale)
-        new_sp = push_particle(stack, sp, L.PHOTON, e, x, y, z, u, v, w)
-        if new_sp < 0:
-            tally_add(tally, vox, to_fixed(e, scale))
-            overflow += e
-        else:
-            sp = new_sp
+        sp, lost = emit(stack, sp, L.PHOTON, e, x, y, z, u, v, w, tally, vox, scale)
+        overflow += lost
     # --- transport everything on the stack
     while sp > 0:
         sp -= 1
