@@ -108,7 +108,7 @@ def push_particle(stack, sp, kind, energy, x, y, z, u, v, w):
 
 
 @register_jitable
-def emit(stack, sp, kind, energy, x, y, z, u, v, w, tally, vox, scale):
+def push_or_deposit(stack, sp, kind, energy, x, y, z, u, v, w, tally, vox, scale):
     """Push a particle; if the stack is full, deposit its energy in voxel ``vox`` instead.
 
     Returns
@@ -340,7 +340,7 @@ def transport_electron(
                 k = energy
             energy -= k
             brems_energy += k
-            sp, lost = emit(stack, sp, L.PHOTON, k, x, y, z, u, v, w,
+            sp, lost = push_or_deposit(stack, sp, L.PHOTON, k, x, y, z, u, v, w,
                             tally, voxel_index(ix, iy, iz, nx, ny), scale)  # fmt: skip
             overflow += lost
 
@@ -418,7 +418,9 @@ def transport_photon(
             return sp, energy, overflow
         if outcome == PHOTOELECTRIC:
             ue, ve, we = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
-            sp, lost = emit(stack, sp, L.ELECTRON, energy, x, y, z, ue, ve, we, tally, vox, scale)
+            sp, lost = push_or_deposit(
+                stack, sp, L.ELECTRON, energy, x, y, z, ue, ve, we, tally, vox, scale
+            )
             overflow += lost
             return sp, 0.0, overflow
         if outcome == COMPTON:
@@ -428,7 +430,9 @@ def transport_photon(
             t_e = energy * (1.0 - eps)
             if t_e > 0.0:
                 ue, ve, we = compton_electron_direction(energy, eps, u, v, w, un, vn, wn)
-                sp, lost = emit(stack, sp, L.ELECTRON, t_e, x, y, z, ue, ve, we, tally, vox, scale)
+                sp, lost = push_or_deposit(
+                    stack, sp, L.ELECTRON, t_e, x, y, z, ue, ve, we, tally, vox, scale
+                )
                 overflow += lost
             energy = energy * eps
             u, v, w = un, vn, wn
@@ -516,14 +520,16 @@ def run_history(
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         if emit_betas:
             emitted += to_fixed(e, scale)
-            sp, lost = emit(stack, sp, L.ELECTRON, e, x, y, z, u, v, w, tally, vox, scale)
+            sp, lost = push_or_deposit(
+                stack, sp, L.ELECTRON, e, x, y, z, u, v, w, tally, vox, scale
+            )
             overflow += lost
         if positron_fraction > 0.0 and rng_uniform(rng) < positron_fraction:
             # annihilation at rest: two back-to-back photons from the decay site
             ua, va, wa = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
             for sign in (1.0, -1.0):
                 emitted += to_fixed(L.ANNIHILATION_KEV, scale)
-                sp, lost = emit(
+                sp, lost = push_or_deposit(
                     stack, sp, L.PHOTON, L.ANNIHILATION_KEV,
                     x, y, z, sign * ua, sign * va, sign * wa, tally, vox, scale,
                 )  # fmt: skip
@@ -534,7 +540,7 @@ def run_history(
         e = sample_line(elines, n_elines, rng_uniform(rng), rng_uniform(rng))
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         emitted += to_fixed(e, scale)
-        sp, lost = emit(stack, sp, L.ELECTRON, e, x, y, z, u, v, w, tally, vox, scale)
+        sp, lost = push_or_deposit(stack, sp, L.ELECTRON, e, x, y, z, u, v, w, tally, vox, scale)
         overflow += lost
     n_ph = count_emissions(params[L.P_PLINE_YIELD], rng_uniform(rng))
     n_plines = int(params[L.P_N_PLINES])
@@ -542,7 +548,7 @@ def run_history(
         e = sample_line(plines, n_plines, rng_uniform(rng), rng_uniform(rng))
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         emitted += to_fixed(e, scale)
-        sp, lost = emit(stack, sp, L.PHOTON, e, x, y, z, u, v, w, tally, vox, scale)
+        sp, lost = push_or_deposit(stack, sp, L.PHOTON, e, x, y, z, u, v, w, tally, vox, scale)
         overflow += lost
     # --- transport everything on the stack
     while sp > 0:
