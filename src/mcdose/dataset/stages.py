@@ -20,9 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import resource
-import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mcdose.errors import CaseFileError
+from mcdose.resources import PeakMemory
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,6 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
 }
 
 #: seconds between two memory samples while a stage runs
-MEMORY_SAMPLE_S = 0.02
 
 
 # --------------------------------------------------------------------------------------
@@ -243,23 +240,6 @@ class CaseResult:
 # --------------------------------------------------------------------------------------
 
 
-def _max_rss_bytes() -> int:
-    """Peak RSS of this process so far (``getrusage``), bytes."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
-def _gpu_used_bytes() -> int | None:
-    """Memory in use on the current CUDA device (numba's driver API), or None."""
-    try:
-        from numba import cuda
-
-        free, total = cuda.current_context().get_memory_info()
-    except Exception:  # no driver, no device, simulator ...
-        return None
-    return int(total - free)
-
-
 def _wants_gpu(config: CaseConfig) -> bool:
     if config.device == "cpu":
         return False
@@ -268,60 +248,12 @@ def _wants_gpu(config: CaseConfig) -> bool:
     return cuda_available()
 
 
-class _MemorySampler:
-    """Sample this process's RSS (and GPU memory) in a thread while a stage runs.
-
-    The peak RSS is exact when the process reaches a new lifetime high during the stage
-    (``getrusage``'s ``ru_maxrss``), otherwise the highest sample (every 20 ms).
-    """
-
-    def __init__(self, gpu: bool) -> None:
-        import psutil
-
-        self._proc = psutil.Process()
-        self._gpu = gpu
-        self._stop = threading.Event()
-        self.peak_rss = 0
-        self.start_rss: int | None = None
-        self.peak_gpu: int | None = None
-        self._maxrss_before = _max_rss_bytes()
-        self._thread = threading.Thread(target=self._run, name="mcdose-memory", daemon=True)
-
-    def _sample(self) -> None:
-        try:
-            self.peak_rss = max(self.peak_rss, int(self._proc.memory_info().rss))
-        except Exception:  # pragma: no cover - process table unavailable
-            pass
-        if self._gpu:
-            used = _gpu_used_bytes()
-            if used is not None:
-                self.peak_gpu = used if self.peak_gpu is None else max(self.peak_gpu, used)
-
-    def _run(self) -> None:
-        while not self._stop.wait(MEMORY_SAMPLE_S):
-            self._sample()
-
-    def __enter__(self) -> _MemorySampler:
-        self._sample()
-        self.start_rss = self.peak_rss or None
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-        after = _max_rss_bytes()
-        if after > self._maxrss_before:
-            self.peak_rss = max(self.peak_rss, after)
-
-
 @contextlib.contextmanager
 def _measured(stage: str, config: CaseConfig) -> Iterator[dict[str, Any]]:
     """Time a stage and sample its memory; the body sets ``out["ran"]``."""
     out: dict[str, Any] = {"ran": True}
     t0 = time.perf_counter()
-    with _MemorySampler(_wants_gpu(config)) as mem:
+    with PeakMemory(gpu=_wants_gpu(config)) as mem:
         yield out
     out["result"] = StageResult(
         stage=stage,
@@ -329,7 +261,7 @@ def _measured(stage: str, config: CaseConfig) -> Iterator[dict[str, Any]]:
         seconds=time.perf_counter() - t0,
         peak_rss_bytes=mem.peak_rss or None,
         peak_gpu_bytes=mem.peak_gpu,
-        start_rss_bytes=mem.start_rss,
+        start_rss_bytes=mem.start_rss or None,
     )
 
 
