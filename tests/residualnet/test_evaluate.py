@@ -57,6 +57,36 @@ def test_report(tiny_dataset, model_path, tmp_path):
     assert table.splitlines()[1].split() == ["region", "VDK", "MC-SPECT", "CNN", "VDK",
                                              "MC-SPECT", "CNN"]
     assert "kidney_left" in table
+    assert entry["liver"]["volume_ml"] == pytest.approx(regions["liver"].sum() * 0.064)
+
+
+def test_large_lesion_row_is_extra_and_not_a_goal():
+    from residualnet.evaluate import LARGE_LESION_ML, _goals, _markdown, _summary
+
+    assert LARGE_LESION_ML == pytest.approx(4.18879, rel=1e-5)  # sphere of 20 mm diameter
+
+    def region(volume_ml, vdk, cnn):
+        return {"volume_ml": volume_ml, "vdk": {"mde": vdk, "nrmse": vdk},
+                "cnn": {"mde": cnn, "nrmse": cnn}}
+
+    cases = [{"case": "a", "shape": [1, 1, 1], "inference_seconds": 0.1, "regions": {
+        "liver": region(1500.0, 0.04, 0.02),
+        "tumour/lesion_1_liver": region(30.0, 0.10, 0.04),
+        "tumour/lesion_2_body": region(0.3, 0.60, 0.50),
+    }}]  # fmt: skip
+    summary = _summary(cases, ["vdk", "cnn"])
+    assert summary["tumour"]["cnn"]["mde"]["n"] == 2
+    assert summary["tumour"]["cnn"]["mde"]["mean"] == pytest.approx(0.27)
+    assert summary["tumour_20mm"]["cnn"]["mde"] == {"mean": 0.04, "min": 0.04, "max": 0.04,
+                                                    "n": 1}
+    goals = _goals(summary)
+    assert {g["region"] for g in goals} == {"liver", "tumour"}
+    halving = [g for g in goals if g["goal"] == "CNN MDE <= 0.5 x VDK MDE"][0]
+    assert not halving["passed"] and halving["reference"] == pytest.approx(0.175)
+    report = {"methods": ["vdk", "cnn"], "model": "m.pt", "model_parameters": 1,
+              "dataset": "d", "split": "test", "cases": cases, "summary": summary,
+              "goals": goals, "device": "cpu", "figures": []}
+    assert "| tumour ≥ 20 mm | 10.0 (10.0–10.0) | 4.0 (4.0–4.0) | — |" in _markdown(report)
 
 
 def test_errors_before_writing(tiny_dataset, tiny_config, tmp_path):

@@ -1,0 +1,222 @@
+"""Accuracy campaign of the residual CNN: dataset → MC-on-SPECT → training → evaluation → results.
+
+Builds a dataset of virtual patients (``mcdose.dataset.build_dataset``), runs the Monte Carlo on
+the SPECT (``dose/mc_spect``, the paper's comparison) for the test cases only, trains the
+residual CNN (``residualnet.train``), evaluates VDK, MC-on-SPECT and the CNN against the Monte
+Carlo truth on the test split (``residualnet.evaluate``) and writes the table with the machine
+described to ``benchmarks/results/<date>-<machine>-residualnet-<preset>.{json,md,png}``.
+
+Every step is resumable: rerun the same command after an interruption and finished work is
+skipped (case stages, MC-on-SPECT, training epochs from the checkpoint).
+
+Examples
+--------
+The CPU campaign recorded in ``benchmarks/results`` (about 2 h on 2 cores)::
+
+    python benchmarks/residualnet_campaign.py --work /tmp/cnn-campaign --cases 48 \\
+        --histories 2e7 --model light --epochs 40
+
+A GPU campaign at the paper's grid and model::
+
+    python benchmarks/residualnet_campaign.py --work /scratch/cnn --preset paper --cases 100 \\
+        --histories 1e9 --model paper --spect paper --epochs 200 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+
+#: Model presets: ``paper`` is ``ModelConfig()`` (1.1 M parameters, 11-slice packs);
+#: ``light`` is the demo's CPU model (76.7 k parameters, 7-slice packs, 5×5 stem kernels).
+MODELS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "light": {
+        "pack_size": 7,
+        "stem_kernels": ((3, 5, 5), (3, 5, 5), (1, 5, 5)),
+        "unet_width": 8,
+        "unet_levels": 3,
+    },
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--work", required=True, type=Path, help="campaign folder (resumable)")
+    p.add_argument("--cases", type=int, default=48, help="virtual patients (70/15/15 split)")
+    p.add_argument("--preset", default="small", choices=("paper", "small", "tiny"))
+    p.add_argument("--histories", type=float, default=2e7, help="MC decays per MC run")
+    p.add_argument("--seed", type=int, default=1000, help="campaign seed")
+    p.add_argument(
+        "--spect",
+        default="demo",
+        choices=("demo", "paper"),
+        help="SPECT protocol: demo (60 views, OSEM 6x6, 6 mm) or the paper's",
+    )
+    p.add_argument("--spect-backend", default="auto", choices=("auto", "pytomography", "gaussian"))
+    p.add_argument(
+        "--kernel-histories", type=float, default=None,
+        help="histories per part of VDK kernels generated for the grid",
+    )  # fmt: skip
+    p.add_argument("--model", default="light", choices=tuple(MODELS))
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--max-batches", type=int, default=None, help="cap on training batches per epoch"
+    )
+    p.add_argument("--early-stopping", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
+    p.add_argument("--machine", default=None, help="machine name in the file names")
+    return p
+
+
+def _spect_protocol(name: str) -> dict[str, Any] | None:
+    if name == "paper":
+        return None
+    from mcdose_cli.demo import DEMO_SPECT_PROTOCOL
+
+    return dict(DEMO_SPECT_PROTOCOL)
+
+
+def build(args: argparse.Namespace, dataset: Path) -> float:
+    """Dataset stages phantom → SPECT → MC → VDK; returns the wall time (s)."""
+    from mcdose.dataset import build_dataset
+
+    t = time.perf_counter()
+    summary = build_dataset(
+        dataset, cases=args.cases, preset=args.preset, seed=args.seed,
+        histories=int(args.histories), workers=1, progress=True, device=args.device,
+        spect_protocol=_spect_protocol(args.spect), spect_backend=args.spect_backend,
+        vdk_options=(
+            {"histories": int(args.kernel_histories)} if args.kernel_histories else None
+        ),
+    )  # fmt: skip
+    summary.print()
+    if summary.failed:
+        raise SystemExit(f"{len(summary.failed)} case(s) failed; rerun to retry them")
+    return time.perf_counter() - t
+
+
+def mc_on_spect(args: argparse.Namespace, dataset: Path) -> float:
+    """``dose/mc_spect`` for the test cases only (the comparison needs no more)."""
+    from mcdose.dataset.campaign import derive_seed
+    from mcdose.transport import simulate_case
+    from residualnet.data import read_manifest
+
+    t = time.perf_counter()
+    for entry in read_manifest(dataset):
+        if entry.split != "test":
+            continue
+        index = int(entry.name.split("_")[-1])
+        print(f"MC on the SPECT: {entry.name}", flush=True)
+        simulate_case(entry.path, source="spect", histories=int(args.histories),
+                      seed=derive_seed(args.seed, index, "mc_spect"), device=args.device,
+                      batches=10, progress=True)  # fmt: skip
+    return time.perf_counter() - t
+
+
+def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
+    """Train (or resume) the residual CNN."""
+    from residualnet.model import ModelConfig
+    from residualnet.train import TrainConfig, output_paths, train
+
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
+        workers=0, early_stopping=args.early_stopping, max_batches=args.max_batches,
+        model=ModelConfig(**MODELS[args.model]),
+    )  # fmt: skip
+    resume = output_paths(model_path)["checkpoint"].exists()
+    return train(dataset, model_path, config, resume=resume, progress=True), config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from benchmarks.suite import machine
+    from residualnet.evaluate import evaluate
+
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    dataset, model_path, eval_dir = work / "dataset", work / "model.pt", work / "evaluation"
+    seconds: dict[str, float] = {}
+    seconds["dataset"] = build(args, dataset)
+    seconds["mc_spect_test"] = mc_on_spect(args, dataset)
+    t = time.perf_counter()
+    result, train_config = fit(args, dataset, model_path)
+    seconds["training"] = time.perf_counter() - t
+    t = time.perf_counter()
+    report = evaluate(dataset, model_path, eval_dir, device=args.device, progress=True)
+    seconds["evaluation"] = time.perf_counter() - t
+
+    info = machine.describe()
+    name = args.machine or machine.slug(info)
+    stem = f"{machine.today()}-{name}-residualnet-{args.preset}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    splits: dict[str, int] = {}
+    for case in manifest["cases"]:
+        splits[case["split"]] = splits.get(case["split"], 0) + 1
+    history = result.history
+    record = {
+        "benchmark": "residualnet-accuracy",
+        "command": "python benchmarks/residualnet_campaign.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": info,
+        "dataset": {"parameters": manifest["parameters"], "cases_per_split": splits},
+        "training": {
+            "config": train_config.to_dict(),
+            "parameters": result.parameters,
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "best_validation_loss": result.best_loss,
+            "history": history,
+        },
+        "seconds": seconds,
+        "evaluation": {k: v for k, v in report.items() if k != "cases"},
+        "cases": report.get("cases"),
+    }
+    tmp = args.out / f".{stem}.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    tmp.replace(args.out / f"{stem}.json")
+
+    gpu = ", ".join(g["name"] for g in info["gpus"]) or "no GPU"
+    header = [
+        f"# Residual CNN accuracy campaign — {machine.today()}, {name}",
+        "",
+        f"- machine: {info['cpu']}, {info['cpus_usable']} usable cores, "
+        f"{info['memory_GiB']:.1f} GiB, {gpu}; training device `{report['device']}`",
+        f"- dataset: {args.cases} `{args.preset}` virtual patients "
+        f"({', '.join(f'{v} {k}' for k, v in sorted(splits.items()))}), "
+        f"{args.histories:.3g} MC decays per case (truth and MC-on-SPECT), "
+        f"SPECT protocol `{args.spect}`",
+        f"- model: `{args.model}` ({result.parameters:,} parameters), {result.epochs_run} "
+        f"epochs, best validation loss {result.best_loss:.4g} at epoch {result.best_epoch}",
+        "- wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items()),
+        f"- command: `{record['command']}`",
+        "",
+    ]
+    body = (eval_dir / "report.md").read_text().split("\n", 1)[1]
+    figures = sorted(eval_dir.glob("slices_*.png"))
+    if figures:
+        shutil.copyfile(figures[0], args.out / f"{stem}.png")
+        body = body.split("## Figures")[0] + f"## Figure\n\n![{stem}.png]({stem}.png)\n"
+    tmp = args.out / f".{stem}.md.tmp"
+    tmp.write_text("\n".join(header) + body)
+    tmp.replace(args.out / f"{stem}.md")
+    print(f"results: {args.out / stem}.json, .md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""benchmarks/residualnet_campaign.py: the CNN accuracy campaign, shrunk to seconds."""
+
+import json
+
+from benchmarks import residualnet_campaign as campaign
+
+TINY_MODEL = {"pack_size": 5, "stem_kernels": ((3, 3, 3), (1, 3, 3)), "stem_channels": (4, 4),
+              "unet_width": 4, "unet_levels": 2}  # fmt: skip
+
+
+def test_campaign_writes_the_table_with_the_machine_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(campaign.MODELS, "light", TINY_MODEL)
+    out = tmp_path / "results"
+    argv = ["--work", str(tmp_path / "work"), "--cases", "4", "--preset", "tiny",
+            "--histories", "3000", "--seed", "2", "--spect-backend", "gaussian",
+            "--kernel-histories", "20000", "--epochs", "1", "--batch-size", "8",
+            "--device", "cpu", "--out", str(out), "--machine", "testbox"]  # fmt: skip
+    assert campaign.main(argv) == 0
+    files = sorted(p.name for p in out.iterdir())
+    stem = [f for f in files if f.endswith(".json")][0][: -len(".json")]
+    assert stem.endswith("-testbox-residualnet-tiny")
+    record = json.loads((out / f"{stem}.json").read_text())
+    assert record["machine"]["cpu"] and "libraries" in record["machine"]
+    assert record["dataset"]["cases_per_split"]["test"] >= 1
+    assert record["dataset"]["parameters"]["histories"] == 3000
+    assert record["training"]["epochs_run"] == 1
+    evaluation = record["evaluation"]
+    # the test cases got MC on the SPECT, so the table has all three methods
+    assert evaluation["methods"] == ["vdk", "mc_spect", "cnn"]
+    assert any(g["goal"] == "CNN NRMSE < MC-on-SPECT NRMSE" for g in evaluation["goals"])
+    markdown = (out / f"{stem}.md").read_text()
+    assert "testbox" in markdown and "MC-on-SPECT" in markdown and "| tumour |" in markdown
+    # rerunning skips the finished work and gives the same table
+    first = record["evaluation"]["summary"]
+    assert campaign.main(argv) == 0
+    again = json.loads((out / f"{stem}.json").read_text())
+    assert again["evaluation"]["summary"] == first
+    assert again["seconds"]["dataset"] < record["seconds"]["dataset"]
