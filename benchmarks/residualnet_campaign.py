@@ -4,7 +4,7 @@ Builds a dataset of virtual patients (``mcdose.dataset.build_dataset``), runs th
 the SPECT (``dose/mc_spect``, the paper's comparison) for the test cases only, trains the
 residual CNN (``residualnet.train``), evaluates VDK, MC-on-SPECT and the CNN against the Monte
 Carlo truth on the test split (``residualnet.evaluate``) and writes the table with the machine
-described to ``benchmarks/results/<date>-<machine>-residualnet-<preset>.{json,md,png}``.
+described to ``benchmarks/results/<date>-<machine>-residualnet-<preset>-<loss>.{json,md,png}``.
 
 Every step is resumable: rerun the same command after an interruption and finished work is
 skipped (case stages, MC-on-SPECT, training epochs from the checkpoint).
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="light", choices=tuple(MODELS))
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--loss", default="mse", choices=("mse", "body", "poisson"))
     p.add_argument(
         "--max-batches", type=int, default=None, help="cap on training batches per epoch"
     )
@@ -90,11 +91,10 @@ def _spect_protocol(name: str) -> dict[str, Any] | None:
     return dict(DEMO_SPECT_PROTOCOL)
 
 
-def build(args: argparse.Namespace, dataset: Path) -> float:
-    """Dataset stages phantom → SPECT → MC → VDK; returns the wall time (s)."""
+def build(args: argparse.Namespace, dataset: Path) -> None:
+    """Dataset stages phantom → SPECT → MC → VDK."""
     from mcdose.dataset import build_dataset
 
-    t = time.perf_counter()
     summary = build_dataset(
         dataset, cases=args.cases, preset=args.preset, seed=args.seed,
         histories=int(args.histories), workers=1, progress=True, device=args.device,
@@ -106,25 +106,25 @@ def build(args: argparse.Namespace, dataset: Path) -> float:
     summary.print()
     if summary.failed:
         raise SystemExit(f"{len(summary.failed)} case(s) failed; rerun to retry them")
-    return time.perf_counter() - t
 
 
-def mc_on_spect(args: argparse.Namespace, dataset: Path) -> float:
+def mc_on_spect(args: argparse.Namespace, dataset: Path, work: Path) -> None:
     """``dose/mc_spect`` for the test cases only (the comparison needs no more)."""
     from mcdose.dataset.campaign import derive_seed
     from mcdose.transport import simulate_case
     from residualnet.data import read_manifest
 
-    t = time.perf_counter()
     for entry in read_manifest(dataset):
         if entry.split != "test":
             continue
         index = int(entry.name.split("_")[-1])
         print(f"MC on the SPECT: {entry.name}", flush=True)
-        simulate_case(entry.path, source="spect", histories=int(args.histories),
-                      seed=derive_seed(args.seed, index, "mc_spect"), device=args.device,
-                      batches=10, progress=True)  # fmt: skip
-    return time.perf_counter() - t
+        t = time.perf_counter()
+        ran = simulate_case(entry.path, source="spect", histories=int(args.histories),
+                            seed=derive_seed(args.seed, index, "mc_spect"), device=args.device,
+                            batches=10, progress=True)  # fmt: skip
+        if ran is not None:
+            _add_time(work, "mc_spect_test", time.perf_counter() - t)
 
 
 def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
@@ -134,11 +134,26 @@ def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
 
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
+        loss=args.loss,
         workers=0, early_stopping=args.early_stopping, max_batches=args.max_batches,
         model=ModelConfig(**MODELS[args.model]),
     )  # fmt: skip
     resume = output_paths(model_path)["checkpoint"].exists()
     return train(dataset, model_path, config, resume=resume, progress=True), config
+
+
+def _timings(work: Path) -> dict[str, float]:
+    path = work / "timings.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _add_time(work: Path, step: str, seconds: float) -> None:
+    """Accumulate the wall time of work actually done in ``work/timings.json`` (resumes add)."""
+    timings = _timings(work)
+    timings[step] = timings.get(step, 0.0) + seconds
+    tmp = work / ".timings.json.tmp"
+    tmp.write_text(json.dumps(timings, indent=1))
+    tmp.replace(work / "timings.json")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,26 +163,36 @@ def main(argv: list[str] | None = None) -> int:
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    dataset, model_path, eval_dir = work / "dataset", work / "model.pt", work / "evaluation"
-    seconds: dict[str, float] = {}
-    seconds["dataset"] = build(args, dataset)
-    seconds["mc_spect_test"] = mc_on_spect(args, dataset)
-    t = time.perf_counter()
+    dataset = work / "dataset"
+    model_path, eval_dir = work / f"model-{args.loss}.pt", work / f"evaluation-{args.loss}"
+    build(args, dataset)
+    mc_on_spect(args, dataset, work)
     result, train_config = fit(args, dataset, model_path)
-    seconds["training"] = time.perf_counter() - t
     t = time.perf_counter()
     report = evaluate(dataset, model_path, eval_dir, device=args.device, progress=True)
-    seconds["evaluation"] = time.perf_counter() - t
+    evaluation_s = time.perf_counter() - t
 
     info = machine.describe()
     name = args.machine or machine.slug(info)
-    stem = f"{machine.today()}-{name}-residualnet-{args.preset}"
+    stem = f"{machine.today()}-{name}-residualnet-{args.preset}-{args.loss}"
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((dataset / "manifest.json").read_text())
     splits: dict[str, int] = {}
     for case in manifest["cases"]:
         splits[case["split"]] = splits.get(case["split"], 0) + 1
     history = result.history
+    # time of the work itself, summed over resumed invocations: the case stages from the
+    # manifest, MC-on-SPECT from timings.json, training from the epoch log
+    seconds = {
+        "dataset": sum(
+            float(stage.get("seconds") or 0.0)
+            for case in manifest["cases"]
+            for stage in case.get("stages", {}).values()
+        ),
+        "mc_spect_test": _timings(work).get("mc_spect_test", 0.0),
+        "training": sum(float(row["seconds"]) for row in history),
+        "evaluation": evaluation_s,
+    }
     record = {
         "benchmark": "residualnet-accuracy",
         "command": "python benchmarks/residualnet_campaign.py "
@@ -200,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({', '.join(f'{v} {k}' for k, v in sorted(splits.items()))}), "
         f"{args.histories:.3g} MC decays per case (truth and MC-on-SPECT), "
         f"SPECT protocol `{args.spect}`",
-        f"- model: `{args.model}` ({result.parameters:,} parameters), {result.epochs_run} "
+        f"- model: `{args.model}` ({result.parameters:,} parameters), loss `{args.loss}`, "
+        f"{result.epochs_run} "
         f"epochs, best validation loss {result.best_loss:.4g} at epoch {result.best_epoch}",
         "- wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items()),
         f"- command: `{record['command']}`",

@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "residualnet-checkpoint"
 CHECKPOINT_VERSION = 1
-LOSSES = ("mse", "body")
+LOSSES = ("mse", "body", "poisson")
 
 
 @dataclass
@@ -90,10 +90,17 @@ class TrainConfig:
     lr
         Initial Adam learning rate (1e-3).
     loss
-        ``"mse"`` (paper) or ``"body"``: MSE weighted 1 inside the body and
-        ``outside_weight`` outside.
+        ``"mse"`` (paper); ``"body"``: MSE weighted 1 inside the body and
+        ``outside_weight`` outside; ``"poisson"``: squared error inside the body weighted by
+        ``1 / (VDK̂ + poisson_floor)`` — the variance of a Monte Carlo tally grows in
+        proportion to the dose, so this is the maximum-likelihood weighting of the noisy
+        target, and it stops the high-dose voxels (lesions, ≈ 1 in normalised units) from
+        drowning the low-dose ones (healthy tissue, ≈ 0.01) as the plain MSE does.
     outside_weight
         Weight of voxels outside the body for ``loss="body"``.
+    poisson_floor
+        ``loss="poisson"``: normalised dose added to the VDK in the weight (bounds the weight
+        in the near-zero dose of air and far tissue); 0.01 is about the body's median.
     lr_factor, lr_patience, min_lr
         ReduceLROnPlateau: multiply the learning rate by ``lr_factor`` after ``lr_patience``
         epochs without validation improvement, not below ``min_lr``.
@@ -130,6 +137,7 @@ class TrainConfig:
     lr: float = 1e-3
     loss: str = "mse"
     outside_weight: float = 0.1
+    poisson_floor: float = 0.01
     lr_factor: float = 0.5
     lr_patience: int = 5
     min_lr: float = 1e-6
@@ -155,6 +163,7 @@ class TrainConfig:
             (self.lr > 0, "lr must be positive"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
             (self.outside_weight >= 0, "outside_weight must be >= 0"),
+            (self.poisson_floor > 0, "poisson_floor must be positive"),
             (0 < self.lr_factor < 1, "lr_factor must be in (0, 1)"),
             (self.lr_patience >= 0, "lr_patience must be >= 0"),
             (self.early_stopping >= 0, "early_stopping must be >= 0"),
@@ -275,10 +284,15 @@ def _barrier(ctx: _Dist) -> None:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _loss(pred: torch.Tensor, target: torch.Tensor, body: torch.Tensor, config: TrainConfig):
+def _loss(pred: torch.Tensor, target: torch.Tensor, body: torch.Tensor, vdk: torch.Tensor,
+          config: TrainConfig) -> torch.Tensor:
+    """Training loss on normalised doses (see :class:`TrainConfig` ``loss``)."""
     pred = pred.float()
     if config.loss == "mse":
         return F.mse_loss(pred, target)
+    if config.loss == "poisson":
+        weight = body / (vdk.float().clamp_min(0.0) + config.poisson_floor)
+        return (weight * (pred - target) ** 2).sum() / body.sum().clamp_min(1.0)
     weight = body + config.outside_weight * (1.0 - body)
     return (weight * (pred - target) ** 2).sum() / weight.sum().clamp_min(1e-12)
 
@@ -611,7 +625,7 @@ def _train(
                 optimizer.zero_grad(set_to_none=True)
                 with autocast():
                     pred = model(packs, vdk)
-                loss = _loss(pred, target, body, config)
+                loss = _loss(pred, target, body, vdk, config)
                 finite = bool(torch.isfinite(loss))
                 if not finite and not use_scaler:
                     raise FloatingPointError(f"training loss is {loss.item()} at epoch {epoch + 1}")
@@ -637,7 +651,8 @@ def _train(
                     target = batch["target"].to(device)
                     with autocast():
                         pred = net(packs, batch["vdk"].to(device))
-                    loss = _loss(pred, target, batch["body"].to(device), config)
+                    loss = _loss(pred, target, batch["body"].to(device),
+                                 batch["vdk"].to(device), config)
                     totals[0] += float(loss) * len(target)
                     totals[1] += len(target)
             val_sum, val_n = _all_reduce_sum(totals, ctx)

@@ -150,3 +150,34 @@ def test_ddp_two_processes_gloo(tiny_config, tiny_dataset, tmp_path):
     assert r0["checksum"] == pytest.approx(r1["checksum"], rel=1e-12)
     model = load_model(out)
     assert model.training["world_size"] == 2
+
+
+def test_poisson_loss_weights_body_voxels_by_inverse_vdk():
+    from residualnet.train import _loss
+
+    config = TrainConfig(loss="poisson", poisson_floor=0.01)
+    vdk = torch.tensor([[[[0.99, 0.09, 0.0, 0.5]]]])
+    body = torch.tensor([[[[1.0, 1.0, 1.0, 0.0]]]])
+    target = torch.zeros_like(vdk)
+    pred = torch.tensor([[[[0.1, 0.1, 0.1, 7.0]]]])  # the outside voxel does not count
+    # weights 1/(0.99+0.01) = 1, 1/(0.09+0.01) = 10, 1/0.01 = 100; mean over 3 body voxels
+    expected = (1 + 10 + 100) * 0.01 / 3
+    assert float(_loss(pred, target, body, vdk, config)) == pytest.approx(expected, rel=1e-6)
+    # the same error costs ten times more where the dose is ten times lower
+    low = torch.tensor([[[[0.0, 0.1, 0.0, 0.0]]]])
+    high = torch.tensor([[[[0.1, 0.0, 0.0, 0.0]]]])
+    assert float(_loss(low, target, body, vdk, config)) == pytest.approx(
+        10 * float(_loss(high, target, body, vdk, config)), rel=1e-6)
+    # plain MSE ignores both the body and the VDK
+    mse = TrainConfig(loss="mse")
+    assert float(_loss(pred, target, body, vdk, mse)) == pytest.approx((3 * 0.01 + 49) / 4)
+    with pytest.raises(InputError, match="poisson_floor"):
+        TrainConfig(loss="poisson", poisson_floor=0.0)
+
+
+def test_train_with_poisson_loss(tiny_config, tiny_dataset, tmp_path):
+    result = train(tiny_dataset, tmp_path / "m.pt",
+                   _config(tiny_config, epochs=1, loss="poisson", max_batches=2))
+    row = result.history[0]
+    assert row["train_loss"] > 0 and row["val_loss"] > 0
+    assert load_model(tmp_path / "m.pt").training["config"]["loss"] == "poisson"
