@@ -11,15 +11,17 @@ skipped (case stages, MC-on-SPECT, training epochs from the checkpoint).
 
 Examples
 --------
-The CPU campaign recorded in ``benchmarks/results`` (about 2 h on 2 cores)::
+The CPU campaign recorded in ``benchmarks/results`` (about 75 min on 2 cores, plus 45 min for
+each further ``--loss``; all runs share the dataset)::
 
     python benchmarks/residualnet_campaign.py --work /tmp/cnn-campaign --cases 48 \\
-        --histories 2e7 --model light --epochs 40
+        --histories 2e7 --model light --epochs 40 --max-batches 120 --loss mse
 
 A GPU campaign at the paper's grid and model::
 
     python benchmarks/residualnet_campaign.py --work /scratch/cnn --preset paper --cases 100 \\
-        --histories 1e9 --model paper --spect paper --epochs 200 --device cuda
+        --histories 1e9 --model paper --spect paper --epochs 200 --early-stopping 20 \\
+        --device cuda
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ TINY_MODEL = {"pack_size": 5, "stem_kernels": ((3, 3, 3), (1, 3, 3)), "stem_chan
               "unet_width": 4, "unet_levels": 2}  # fmt: skip
 
 
-def test_campaign_writes_the_table_with_the_machine_and_resumes(tmp_path, monkeypatch, capsys):
+def test_campaign_writes_the_table_with_the_machine_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setitem(campaign.MODELS, "light", TINY_MODEL)
     out = tmp_path / "results"
     argv = ["--work", str(tmp_path / "work"), "--cases", "4", "--preset", "tiny",
