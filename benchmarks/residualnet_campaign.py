@@ -34,6 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mcdose.io.atomic import atomic_path
+from mcdose.io.jsonio import write_json
+
 HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
@@ -153,9 +156,7 @@ def _add_time(work: Path, step: str, seconds: float) -> None:
     """Accumulate the wall time of work actually done in ``work/timings.json`` (resumes add)."""
     timings = _timings(work)
     timings[step] = timings.get(step, 0.0) + seconds
-    tmp = work / ".timings.json.tmp"
-    tmp.write_text(json.dumps(timings, indent=1))
-    tmp.replace(work / "timings.json")
+    write_json(work / "timings.json", timings, indent=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,9 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluation": {k: v for k, v in report.items() if k != "cases"},
         "cases": report.get("cases"),
     }
-    tmp = args.out / f".{stem}.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    tmp.replace(args.out / f"{stem}.json")
+    write_json(args.out / f"{stem}.json", record, indent=1)
 
     gpu = ", ".join(g["name"] for g in info["gpus"]) or "no GPU"
     header = [
@@ -239,9 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     if figures:
         shutil.copyfile(figures[0], args.out / f"{stem}.png")
         body = body.split("## Figures")[0] + f"## Figure\n\n![{stem}.png]({stem}.png)\n"
-    tmp = args.out / f".{stem}.md.tmp"
-    tmp.write_text("\n".join(header) + body)
-    tmp.replace(args.out / f"{stem}.md")
+    with atomic_path(args.out / f"{stem}.md") as tmp:
+        tmp.write_text("\n".join(header) + body)
     print(f"results: {args.out / stem}.json, .md")
     return 0
 
