@@ -299,6 +299,8 @@ class SlicePackDataset(Dataset):
     * ``vdk`` ``(n, 1, H, W)``: normalised VDK of the centre slices;
     * ``target`` ``(n, 1, H, W)``: normalised ground truth (``dose/mc``);
     * ``body`` ``(n, 1, H, W)``: 1 inside the body (labels ≠ 0, else density > 0.05 g/cm³).
+    * ``labels`` ``(n, 1, H, W)``: the label map as float32 (exact below 2²⁴; the body mask
+      when the case has no labels), for the region term of ``loss="organ"``.
 
     With ``augment`` one random rotation/flip is drawn per item (block) and applied to all
     of its arrays.
@@ -413,17 +415,21 @@ class SlicePackDataset(Dataset):
         vdk = np.asarray(f["dose/vdk"][z0:z1], dtype=np.float32) * dose_factor
         target = np.asarray(f[self.target][z0:z1], dtype=np.float32) * dose_factor
         if "labels" in f:
-            body = np.asarray(f["labels"][z0:z1]) != 0
+            labels = np.asarray(f["labels"][z0:z1])
+            body = labels != 0
         else:
             body = density[self.half : self.half + z1 - z0] > BODY_DENSITY_THRESHOLD_G_CM3
+            labels = body
         arrays = [np.stack([spect, density]), vdk[:, None], target[:, None],
-                  body[:, None].astype(np.float32)]
+                  body[:, None].astype(np.float32), labels[:, None].astype(np.float32)]
         if self.augment:
             rng = np.random.default_rng((self.seed, epoch, case, z0))
             params = augmentation_params(rng, spect.shape[-1] == spect.shape[-2])
             arrays = [augment(a, *params) for a in arrays]
-        slab, vdk, target, body = (torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
-        return {"slab": slab, "vdk": vdk, "target": target, "body": body}
+        slab, vdk, target, body, labels = (
+            torch.from_numpy(np.ascontiguousarray(a)) for a in arrays
+        )
+        return {"slab": slab, "vdk": vdk, "target": target, "body": body, "labels": labels}
 
 
 def packs_from_slab(slab: torch.Tensor, pack_size: int) -> torch.Tensor:
@@ -435,7 +441,7 @@ def packs_from_slab(slab: torch.Tensor, pack_size: int) -> torch.Tensor:
 def collate_blocks(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
     """Batch of blocks: ``slabs`` a list (one per block), the rest concatenated."""
     batch: dict[str, Any] = {"slabs": [item["slab"] for item in items]}
-    for key in ("vdk", "target", "body"):
+    for key in ("vdk", "target", "body", "labels"):
         batch[key] = torch.cat([item[key] for item in items])
     return batch
 

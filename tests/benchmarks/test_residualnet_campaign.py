@@ -37,3 +37,17 @@ def test_campaign_writes_the_table_with_the_machine_and_resumes(tmp_path, monkey
     assert again["evaluation"]["summary"] == first
     assert again["seconds"]["dataset"] == record["seconds"]["dataset"] > 0  # from the manifest
     assert again["seconds"]["mc_spect_test"] == record["seconds"]["mc_spect_test"] > 0
+
+
+def test_model_presets_and_run_tags():
+    from residualnet.model import ModelConfig, build_model, count_parameters
+
+    counts = {name: count_parameters(build_model(ModelConfig(**kw)))
+              for name, kw in campaign.MODELS.items()}
+    # the paper model's size (shared/REFERENCES.md: "about 1.1 M parameters"); the medium
+    # model keeps the paper's U-Net behind the light stem
+    assert 1.0e6 < counts["paper"] < 1.2e6 and 1.0e6 < counts["medium"] < counts["paper"]
+    assert counts["light"] < 1e5
+    # the light model's files keep the first campaign's names; others carry the model
+    assert campaign.run_tag("light", "mse") == "mse"
+    assert campaign.run_tag("medium", "organ") == "medium-organ"

@@ -123,6 +123,7 @@ def test_block_packs_equal_replicated_packs(tiny_dataset):
         np.testing.assert_allclose(item["target"][:, 0].numpy(),
                                    mc[z0:z1] * norm.dose_factor(total), rtol=1e-6)
         np.testing.assert_array_equal(item["body"][:, 0].numpy(), labels[z0:z1] != 0)
+        np.testing.assert_array_equal(item["labels"][:, 0].numpy(), labels[z0:z1])
     # integer index: one slice of all cases, in order
     assert len(ds) == 2 * depth
     one = ds[depth + 3]

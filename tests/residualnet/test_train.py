@@ -181,3 +181,63 @@ def test_train_with_poisson_loss(tiny_config, tiny_dataset, tmp_path):
     row = result.history[0]
     assert row["train_loss"] > 0 and row["val_loss"] > 0
     assert load_model(tmp_path / "m.pt").training["config"]["loss"] == "poisson"
+
+
+def test_region_mean_error_is_the_relative_error_of_region_means():
+    from residualnet.train import region_mean_error
+
+    # slice 0: region 1 (2 voxels, true mean 0.5, predicted 0.6), region 2 (2 voxels, true
+    # mean 0.05, predicted 0.05 as a mean although voxel-wise wrong); slice 1: region 1 with
+    # one voxel only (left out, min_voxels 2) and outside (label 0, never counted)
+    labels = torch.tensor([[[[1.0, 1.0, 2.0, 2.0]]], [[[1.0, 0.0, 0.0, 0.0]]]])
+    target = torch.tensor([[[[0.4, 0.6, 0.05, 0.05]]], [[[1.0, 9.0, 9.0, 9.0]]]])
+    pred = torch.tensor([[[[0.6, 0.6, 0.1, 0.0]]], [[[5.0, 0.0, 0.0, 0.0]]]])
+    floor = 0.05
+    expected = (((0.6 - 0.5) / (0.5 + floor)) ** 2 + 0.0) / 2
+    value = region_mean_error(pred, target, labels, floor, min_voxels=2)
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+    # dose moved between voxels of one region costs nothing; a uniform 10 % bias costs 0.1²
+    one = torch.ones_like(target[:1])
+    shuffled = region_mean_error(target[:1].flip(-1), target[:1], one, 1e-9, 1)
+    assert float(shuffled) < 1e-10
+    biased = region_mean_error(target * 0.9, target, labels, 1e-9, 1)
+    assert float(biased) == pytest.approx(0.01, rel=1e-4)
+    # no qualifying region: exactly 0, differentiable
+    pred.requires_grad_(True)
+    zero = region_mean_error(pred, target, torch.zeros_like(labels), floor, 1)
+    zero.backward()
+    assert zero.item() == 0.0 and pred.grad is not None
+
+
+def test_organ_loss_adds_the_weighted_region_term_to_the_mse():
+    from residualnet.train import _loss, region_mean_error
+
+    g = torch.Generator().manual_seed(3)
+    target = torch.rand(2, 1, 6, 6, generator=g)
+    pred = target * 1.2 + 0.01 * torch.rand(2, 1, 6, 6, generator=g)
+    labels = torch.randint(0, 4, (2, 1, 6, 6), generator=g).float()
+    body = (labels > 0).float()
+    config = TrainConfig(loss="organ", organ_weight=0.5, organ_floor=0.05, organ_min_voxels=1)
+    mse = torch.mean((pred - target) ** 2)
+    region = region_mean_error(pred, target, labels, 0.05, 1)
+    assert float(region) > 0.01
+    value = _loss(pred, target, body, target, config, labels)
+    assert float(value) == pytest.approx(float(mse + 0.5 * region), rel=1e-6)
+    # without a label map the body mask is the one region
+    no_labels = _loss(pred, target, body, target, config)
+    assert float(no_labels) == pytest.approx(
+        float(mse + 0.5 * region_mean_error(pred, target, body, 0.05, 1)), rel=1e-6)
+    for bad in (dict(organ_weight=-1.0), dict(organ_floor=0.0), dict(organ_min_voxels=0)):
+        with pytest.raises(InputError):
+            TrainConfig(loss="organ", **bad)
+
+
+def test_train_with_organ_loss(tiny_config, tiny_dataset, tmp_path):
+    result = train(tiny_dataset, tmp_path / "m.pt",
+                   _config(tiny_config, epochs=1, loss="organ", max_batches=2))
+    row = result.history[0]
+    mse_only = train(tiny_dataset, tmp_path / "n.pt",
+                     _config(tiny_config, epochs=1, loss="mse", max_batches=2))
+    # same seed, same batches: the organ loss is the MSE plus a positive region term
+    assert row["val_loss"] > mse_only.history[0]["val_loss"] > 0
+    assert load_model(tmp_path / "m.pt").training["config"]["organ_weight"] == 0.01
