@@ -60,10 +60,17 @@ def test_report(tiny_dataset, model_path, tmp_path):
     assert entry["liver"]["volume_ml"] == pytest.approx(regions["liver"].sum() * 0.064)
 
 
-def test_large_lesion_row_is_extra_and_not_a_goal():
-    from residualnet.evaluate import LARGE_LESION_ML, _goals, _markdown, _summary
+def test_lesion_size_rows_are_extra_and_not_goals():
+    from residualnet.evaluate import (
+        LARGE_LESION_ML,
+        LESION_SIZE_CLASSES,
+        _goals,
+        _markdown,
+        _summary,
+    )
 
     assert LARGE_LESION_ML == pytest.approx(4.18879, rel=1e-5)  # sphere of 20 mm diameter
+    assert LESION_SIZE_CLASSES["tumour_lt10mm"][1] == pytest.approx(0.523599, rel=1e-5)
 
     def region(volume_ml, vdk, cnn):
         return {"volume_ml": volume_ml, "vdk": {"mde": vdk, "nrmse": vdk},
@@ -73,12 +80,16 @@ def test_large_lesion_row_is_extra_and_not_a_goal():
         "liver": region(1500.0, 0.04, 0.02),
         "tumour/lesion_1_liver": region(30.0, 0.10, 0.04),
         "tumour/lesion_2_body": region(0.3, 0.60, 0.50),
+        "tumour/lesion_3_liver": region(1.0, 0.35, 0.30),
     }}]  # fmt: skip
     summary = _summary(cases, ["vdk", "cnn"])
-    assert summary["tumour"]["cnn"]["mde"]["n"] == 2
-    assert summary["tumour"]["cnn"]["mde"]["mean"] == pytest.approx(0.27)
+    assert summary["tumour"]["cnn"]["mde"]["n"] == 3
+    assert summary["tumour"]["cnn"]["mde"]["mean"] == pytest.approx(0.28)
+    # every lesion in exactly one size row
     assert summary["tumour_20mm"]["cnn"]["mde"] == {"mean": 0.04, "min": 0.04, "max": 0.04,
                                                     "n": 1}
+    assert summary["tumour_10_20mm"]["cnn"]["mde"]["mean"] == pytest.approx(0.30)
+    assert summary["tumour_lt10mm"]["vdk"]["mde"]["mean"] == pytest.approx(0.60)
     goals = _goals(summary)
     assert {g["region"] for g in goals} == {"liver", "tumour"}
     halving = [g for g in goals if g["goal"] == "CNN MDE <= 0.5 x VDK MDE"][0]
