@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="light", choices=tuple(MODELS))
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--loss", default="mse", choices=("mse", "body", "poisson", "organ"))
+    p.add_argument("--loss", default="mse", choices=("mse", "body", "poisson", "organ", "mde"))
     p.add_argument(
         "--max-batches", type=int, default=None, help="cap on training batches per epoch"
     )

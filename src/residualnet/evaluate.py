@@ -279,8 +279,9 @@ def _markdown(report: dict[str, Any]) -> str:
         "- reference: `dose/mc` (Monte Carlo on the true activity); MDE and NRMSE as in Li et "
         "al., DblurDoseNet, Med. Phys. 49 (2022) 1216",
         "- values: mean (min–max) over cases, over lesions for *tumour*, in %; paper values "
-        "are VDK / MC-on-SPECT / CNN; *tumour ≥ 20 mm*: the lesions of equivalent-sphere "
-        "diameter ≥ 20 mm (extra row, not in the goals)",
+        "are VDK / MC-on-SPECT / CNN; lesion rows give the number of lesions; *tumour < 10 "
+        "mm*, *10–20 mm*, *≥ 20 mm*: the lesions by equivalent-sphere diameter (extra rows, "
+        "not in the goals)",
         "",
     ]
     for metric, title in (("mde", "Mean-dose error (MDE, %) — cf. paper Table I"),
@@ -292,7 +293,9 @@ def _markdown(report: dict[str, Any]) -> str:
             paper = PAPER_TABLES[metric].get(cls)
             paper_text = " / ".join(f"{v:.1f}" for v in paper) if paper else "—"
             cells = [_pct(row.get(m, {}).get(metric)) for m in methods]
-            lines.append(f"| {_title(cls)} | " + " | ".join(cells) +
+            count = next(iter(row.values()))[metric]["n"]
+            title = f"{_title(cls)} ({count})" if cls.startswith("tumour") else _title(cls)
+            lines.append(f"| {title} | " + " | ".join(cells) +
                          f" | {paper_text} |")
         lines.append("")
     lines += ["## Goals", ""]

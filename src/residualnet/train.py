@@ -74,7 +74,9 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "residualnet-checkpoint"
 CHECKPOINT_VERSION = 1
-LOSSES = ("mse", "body", "poisson", "organ")
+LOSSES = ("mse", "body", "poisson", "organ", "mde")
+#: (organ_weight, organ_floor) defaults of the region-mean losses
+REGION_LOSS_DEFAULTS = {"organ": (1e-2, 0.05), "mde": (1e-3, 0.01)}
 
 
 @dataclass
@@ -103,27 +105,32 @@ class TrainConfig:
         the quantity a dosimetrist reports.  The plain MSE is dominated by lesions and by the
         truth's Monte Carlo noise; this term weighs the mean dose of healthy liver, spleen and
         kidneys as much as a lesion's and averages the noise out.  The labels are used in the
-        loss only: the network still sees SPECT and density alone.
+        loss only: the network still sees SPECT and density alone; ``"mde"``: the same with
+        the absolute instead of the squared relative error — the per-slice MDE itself, whose
+        gradient is the same for every region whatever the size of its error, so that the
+        lesions' large errors do not outweigh the organs' small ones.
     outside_weight
         Weight of voxels outside the body for ``loss="body"``.
     poisson_floor
         ``loss="poisson"``: normalised dose added to the VDK in the weight (bounds the weight
         in the near-zero dose of air and far tissue); 0.01 is about the body's median.
     organ_weight
-        ``loss="organ"``: weight of the region term (dimensionless) against the MSE
-        (normalised dose²).  With the VDK as prediction, on the CPU campaign's data, the MSE
-        is 1.6e-4 and the region term 0.027: the default 0.01 gives the region term 1.7× the
-        MSE's weight at the start (docs/residualnet.md).
+        ``loss="organ"`` / ``"mde"``: weight of the region term (dimensionless) against the
+        MSE (normalised dose²); None: 0.01 / 0.001.  With the VDK as prediction, on the CPU
+        campaign's data, the MSE is 1.6e-4, the squared term 0.027 and the absolute term
+        0.21: the defaults give the region term 1.7× / 1.3× the MSE's weight at the start
+        (docs/residualnet.md).
     organ_floor
-        ``loss="organ"``: normalised dose added to the true region mean in the denominator.
-        0.05 is about the healthy liver's normalised dose (spleen ≈ 0.14, kidneys ≈ 0.13–0.27,
-        lesions ≈ 0.6; lungs, ribs, fat and the rest of the body ≈ 0.005–0.02): errors of
-        organs with uptake count relative, those of low-dose tissue about absolute, so the
-        lungs' and ribs' large relative errors (a few ×10⁻³ in absolute terms) do not
-        dominate.
+        ``loss="organ"`` / ``"mde"``: normalised dose added to the true region mean in the
+        denominator; None: 0.05 / 0.01.  For ``organ``, 0.05 is about the healthy liver's
+        normalised dose (spleen ≈ 0.14, kidneys ≈ 0.13–0.27, lesions ≈ 0.6; lungs, ribs,
+        fat and the rest of the body ≈ 0.005–0.02): errors of organs with uptake count
+        relative, those of low-dose tissue about absolute, so the lungs' and ribs' large
+        relative errors (a few ×10⁻³ in absolute terms) do not dominate the squared term;
+        the absolute term needs no such damping.
     organ_min_voxels
-        ``loss="organ"``: regions with fewer voxels in a slice are left out (their mean is
-        mostly Monte Carlo noise).
+        ``loss="organ"`` / ``"mde"``: regions with fewer voxels in a slice are left out
+        (their mean is mostly Monte Carlo noise).
     lr_factor, lr_patience, min_lr
         ReduceLROnPlateau: multiply the learning rate by ``lr_factor`` after ``lr_patience``
         epochs without validation improvement, not below ``min_lr``.
@@ -161,8 +168,8 @@ class TrainConfig:
     loss: str = "mse"
     outside_weight: float = 0.1
     poisson_floor: float = 0.01
-    organ_weight: float = 1e-2
-    organ_floor: float = 0.05
+    organ_weight: float | None = None
+    organ_floor: float | None = None
     organ_min_voxels: int = 4
     lr_factor: float = 0.5
     lr_patience: int = 5
@@ -183,6 +190,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = ModelConfig.from_dict(self.model)
+        weight, floor = REGION_LOSS_DEFAULTS.get(self.loss, REGION_LOSS_DEFAULTS["organ"])
+        if self.organ_weight is None:
+            self.organ_weight = weight
+        if self.organ_floor is None:
+            self.organ_floor = floor
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
@@ -314,8 +326,10 @@ def _barrier(ctx: _Dist) -> None:
 
 # -- helpers -----------------------------------------------------------------------------------
 def region_mean_error(pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor,
-                      floor: float, min_voxels: int) -> torch.Tensor:
-    """Mean squared relative error of the per-slice region means (the ``organ`` loss term).
+                      floor: float, min_voxels: int, power: int = 2) -> torch.Tensor:
+    """Mean squared (or absolute) relative error of the per-slice region means.
+
+    The region term of ``loss="organ"`` (``power=2``) and ``loss="mde"`` (``power=1``).
 
     Parameters
     ----------
@@ -327,11 +341,13 @@ def region_mean_error(pred: torch.Tensor, target: torch.Tensor, labels: torch.Te
         Normalised dose added to the true mean in the denominator.
     min_voxels
         Regions with fewer voxels in a slice are left out.
+    power
+        2: squared relative error; 1: absolute relative error.
 
     Returns
     -------
     torch.Tensor
-        Scalar ``mean over (slice, label ≠ 0) of ((D̄_pred − D̄_GT) / (D̄_GT + floor))²``;
+        Scalar ``mean over (slice, label ≠ 0) of |(D̄_pred − D̄_GT) / (D̄_GT + floor)|^power``;
         0 when no region qualifies.
     """
     n = pred.shape[0]
@@ -348,7 +364,8 @@ def region_mean_error(pred: torch.Tensor, target: torch.Tensor, labels: torch.Te
     if not bool(keep.any()):
         return p.sum() * 0.0
     mean_pred, mean_true = sum_pred[keep] / count[keep], sum_true[keep] / count[keep]
-    return (((mean_pred - mean_true) / (mean_true + floor)) ** 2).mean()
+    relative = (mean_pred - mean_true) / (mean_true + floor)
+    return (relative.abs() if power == 1 else relative**2).mean()
 
 
 def _loss(pred: torch.Tensor, target: torch.Tensor, body: torch.Tensor, vdk: torch.Tensor,
@@ -357,10 +374,11 @@ def _loss(pred: torch.Tensor, target: torch.Tensor, body: torch.Tensor, vdk: tor
     pred = pred.float()
     if config.loss == "mse":
         return F.mse_loss(pred, target)
-    if config.loss == "organ":
+    if config.loss in REGION_LOSS_DEFAULTS:
         regions = body if labels is None else labels
         return F.mse_loss(pred, target) + config.organ_weight * region_mean_error(
-            pred, target, regions, config.organ_floor, config.organ_min_voxels
+            pred, target, regions, config.organ_floor, config.organ_min_voxels,
+            power=1 if config.loss == "mde" else 2,
         )
     if config.loss == "poisson":
         weight = body / (vdk.float().clamp_min(0.0) + config.poisson_floor)

@@ -97,7 +97,9 @@ def test_lesion_size_rows_are_extra_and_not_goals():
     report = {"methods": ["vdk", "cnn"], "model": "m.pt", "model_parameters": 1,
               "dataset": "d", "split": "test", "cases": cases, "summary": summary,
               "goals": goals, "device": "cpu", "figures": []}
-    assert "| tumour ≥ 20 mm | 10.0 (10.0–10.0) | 4.0 (4.0–4.0) | — |" in _markdown(report)
+    text = _markdown(report)
+    assert "| tumour ≥ 20 mm (1) | 10.0 (10.0–10.0) | 4.0 (4.0–4.0) | — |" in text
+    assert "| tumour (3) | 35.0 (10.0–60.0) | 28.0 (4.0–50.0) | 13.7 / 13.2 / 5.5 |" in text
 
 
 def test_errors_before_writing(tiny_dataset, tiny_config, tmp_path):

@@ -202,6 +202,11 @@ def test_region_mean_error_is_the_relative_error_of_region_means():
     assert float(shuffled) < 1e-10
     biased = region_mean_error(target * 0.9, target, labels, 1e-9, 1)
     assert float(biased) == pytest.approx(0.01, rel=1e-4)
+    # power 1: the mean absolute relative error, i.e. the per-slice MDE
+    assert float(region_mean_error(target * 0.9, target, labels, 1e-9, 1, power=1)) == \
+        pytest.approx(0.1, rel=1e-4)
+    assert float(region_mean_error(pred, target, labels, floor, 2, power=1)) == pytest.approx(
+        (0.1 / 0.55 + 0.0) / 2, rel=1e-5)
     # no qualifying region: exactly 0, differentiable
     pred.requires_grad_(True)
     zero = region_mean_error(pred, target, torch.zeros_like(labels), floor, 1)
@@ -227,6 +232,13 @@ def test_organ_loss_adds_the_weighted_region_term_to_the_mse():
     no_labels = _loss(pred, target, body, target, config)
     assert float(no_labels) == pytest.approx(
         float(mse + 0.5 * region_mean_error(pred, target, body, 0.05, 1)), rel=1e-6)
+    # loss="mde": the absolute relative error, its own defaults
+    mde = TrainConfig(loss="mde")
+    assert (mde.organ_weight, mde.organ_floor) == (1e-3, 0.01)
+    assert TrainConfig.from_dict(mde.to_dict()).organ_weight == 1e-3
+    absolute = region_mean_error(pred, target, labels, 0.01, 4, power=1)
+    assert float(_loss(pred, target, body, target, mde, labels)) == pytest.approx(
+        float(mse + 1e-3 * absolute), rel=1e-6)
     for bad in (dict(organ_weight=-1.0), dict(organ_floor=0.0), dict(organ_min_voxels=0)):
         with pytest.raises(InputError):
             TrainConfig(loss="organ", **bad)
