@@ -54,6 +54,8 @@ MODELS: dict[str, dict[str, Any]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from residualnet.train import LOSSES
+
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -76,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="light", choices=tuple(MODELS))
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--loss", default="mse", choices=("mse", "body", "poisson", "organ", "mde"))
+    p.add_argument("--loss", default="mse", choices=LOSSES)
     p.add_argument(
         "--max-batches", type=int, default=None, help="cap on training batches per epoch"
     )

@@ -74,9 +74,9 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "residualnet-checkpoint"
 CHECKPOINT_VERSION = 1
-LOSSES = ("mse", "body", "poisson", "organ", "mde")
+LOSSES = ("mse", "body", "poisson", "organ", "mde", "poisson-mde")
 #: (organ_weight, organ_floor) defaults of the region-mean losses
-REGION_LOSS_DEFAULTS = {"organ": (1e-2, 0.05), "mde": (1e-3, 0.01)}
+REGION_LOSS_DEFAULTS = {"organ": (1e-2, 0.05), "mde": (1e-3, 0.01), "poisson-mde": (2e-2, 0.01)}
 
 
 @dataclass
@@ -108,7 +108,10 @@ class TrainConfig:
         loss only: the network still sees SPECT and density alone; ``"mde"``: the same with
         the absolute instead of the squared relative error — the per-slice MDE itself, whose
         gradient is the same for every region whatever the size of its error, so that the
-        lesions' large errors do not outweigh the organs' small ones.
+        lesions' large errors do not outweigh the organs' small ones; ``"poisson-mde"``: the
+        ``"poisson"`` voxel term plus that region term (the MSE leaves the voxels of
+        low-dose organs nearly unweighted, so the region term alone can buy their mean with
+        voxel-wise scatter).
     outside_weight
         Weight of voxels outside the body for ``loss="body"``.
     poisson_floor
@@ -116,13 +119,14 @@ class TrainConfig:
         in the near-zero dose of air and far tissue); 0.01 is about the body's median.
     organ_weight
         ``loss="organ"`` / ``"mde"``: weight of the region term (dimensionless) against the
-        MSE (normalised dose²); None: 0.01 / 0.001.  With the VDK as prediction, on the CPU
-        campaign's data, the MSE is 1.6e-4, the squared term 0.027 and the absolute term
-        0.21: the defaults give the region term 1.7× / 1.3× the MSE's weight at the start
-        (docs/residualnet.md).
+        voxel term; None: 0.01 / 0.001 / 0.02 for ``organ`` / ``mde`` / ``poisson-mde``.
+        With the VDK as prediction, on the CPU campaign's data, the MSE is 1.6e-4, the
+        Poisson term 3.2e-3, the squared region term 0.027 and the absolute one 0.21: the
+        defaults give the region term 1.7× / 1.3× / 1.3× the voxel term's weight at the
+        start (docs/residualnet.md).
     organ_floor
-        ``loss="organ"`` / ``"mde"``: normalised dose added to the true region mean in the
-        denominator; None: 0.05 / 0.01.  For ``organ``, 0.05 is about the healthy liver's
+        Region losses: normalised dose added to the true region mean in the denominator;
+        None: 0.05 for ``organ``, else 0.01.  For ``organ``, 0.05 is about the healthy liver's
         normalised dose (spleen ≈ 0.14, kidneys ≈ 0.13–0.27, lesions ≈ 0.6; lungs, ribs,
         fat and the rest of the body ≈ 0.005–0.02): errors of organs with uptake count
         relative, those of low-dose tissue about absolute, so the lungs' and ribs' large
@@ -368,6 +372,12 @@ def region_mean_error(pred: torch.Tensor, target: torch.Tensor, labels: torch.Te
     return (relative.abs() if power == 1 else relative**2).mean()
 
 
+def _poisson_term(pred: torch.Tensor, target: torch.Tensor, body: torch.Tensor,
+                  vdk: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    weight = body / (vdk.float().clamp_min(0.0) + config.poisson_floor)
+    return (weight * (pred - target) ** 2).sum() / body.sum().clamp_min(1.0)
+
+
 def _loss(pred: torch.Tensor, target: torch.Tensor, body: torch.Tensor, vdk: torch.Tensor,
           config: TrainConfig, labels: torch.Tensor | None = None) -> torch.Tensor:
     """Training loss on normalised doses (see :class:`TrainConfig` ``loss``)."""
@@ -376,13 +386,14 @@ def _loss(pred: torch.Tensor, target: torch.Tensor, body: torch.Tensor, vdk: tor
         return F.mse_loss(pred, target)
     if config.loss in REGION_LOSS_DEFAULTS:
         regions = body if labels is None else labels
-        return F.mse_loss(pred, target) + config.organ_weight * region_mean_error(
+        voxels = (_poisson_term(pred, target, body, vdk, config) if config.loss == "poisson-mde"
+                  else F.mse_loss(pred, target))
+        return voxels + config.organ_weight * region_mean_error(
             pred, target, regions, config.organ_floor, config.organ_min_voxels,
-            power=1 if config.loss == "mde" else 2,
+            power=2 if config.loss == "organ" else 1,
         )
     if config.loss == "poisson":
-        weight = body / (vdk.float().clamp_min(0.0) + config.poisson_floor)
-        return (weight * (pred - target) ** 2).sum() / body.sum().clamp_min(1.0)
+        return _poisson_term(pred, target, body, vdk, config)
     weight = body + config.outside_weight * (1.0 - body)
     return (weight * (pred - target) ** 2).sum() / weight.sum().clamp_min(1e-12)
 

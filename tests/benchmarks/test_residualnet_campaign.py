@@ -29,7 +29,7 @@ def test_campaign_writes_the_table_with_the_machine_and_resumes(tmp_path, monkey
     assert evaluation["methods"] == ["vdk", "mc_spect", "cnn"]
     assert any(g["goal"] == "CNN NRMSE < MC-on-SPECT NRMSE" for g in evaluation["goals"])
     markdown = (out / f"{stem}.md").read_text()
-    assert "testbox" in markdown and "MC-on-SPECT" in markdown and "| tumour |" in markdown
+    assert "testbox" in markdown and "MC-on-SPECT" in markdown and "| tumour (" in markdown
     # rerunning skips the finished work and gives the same table
     first = record["evaluation"]["summary"]
     assert campaign.main(argv) == 0

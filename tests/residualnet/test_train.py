@@ -239,6 +239,13 @@ def test_organ_loss_adds_the_weighted_region_term_to_the_mse():
     absolute = region_mean_error(pred, target, labels, 0.01, 4, power=1)
     assert float(_loss(pred, target, body, target, mde, labels)) == pytest.approx(
         float(mse + 1e-3 * absolute), rel=1e-6)
+    # loss="poisson-mde": the Poisson voxel term plus the absolute region term
+    both = TrainConfig(loss="poisson-mde")
+    assert (both.organ_weight, both.organ_floor) == (2e-2, 0.01)
+    vdk = target * 0.8
+    poisson = _loss(pred, target, body, vdk, TrainConfig(loss="poisson"))
+    assert float(_loss(pred, target, body, vdk, both, labels)) == pytest.approx(
+        float(poisson + 2e-2 * absolute), rel=1e-6)
     for bad in (dict(organ_weight=-1.0), dict(organ_floor=0.0), dict(organ_min_voxels=0)):
         with pytest.raises(InputError):
             TrainConfig(loss="organ", **bad)

@@ -41,12 +41,14 @@ def _import_train():
               help="Slices per batch (per GPU under torchrun).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
               show_default=True, help="Initial Adam learning rate.")
-@click.option("--loss", type=click.Choice(["mse", "body", "poisson", "organ", "mde"]),
+@click.option("--loss", type=click.Choice(["mse", "body", "poisson", "organ", "mde",
+                                           "poisson-mde"]),
               default="mse", show_default=True,
               help="MSE (paper); body: outside-body voxels weighted 0.1; poisson: body voxels "
                    "weighted 1/(VDK + floor), the MC tally's inverse variance; organ: MSE plus "
                    "the squared relative error of every labelled region's mean dose per "
-                   "slice; mde: the same, absolute (the per-slice MDE).")
+                   "slice; mde: the same, absolute (the per-slice MDE); poisson-mde: the "
+                   "poisson voxel term plus the mde region term.")
 @click.option("--early-stopping", type=click.IntRange(min=0), default=20, show_default=True,
               help="Stop after this many epochs without validation improvement (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from MODEL's checkpoint (model.ckpt).")
