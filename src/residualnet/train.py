@@ -104,8 +104,8 @@ class TrainConfig:
         ``organ_min_voxels`` voxels in the slice — the per-slice version of the paper's MDE,
         the quantity a dosimetrist reports.  The plain MSE is dominated by lesions and by the
         truth's Monte Carlo noise; this term gives every region's mean dose a term of its own
-        and averages the noise out (squared, it is still led by the largest errors).  The labels are used in the
-        loss only: the network still sees SPECT and density alone; ``"mde"``: the same with
+        and averages the noise out (squared, it is still led by the largest errors).  The
+        labels are used in the loss only: the network still sees SPECT and density alone; ``"mde"``: the same with
         the absolute instead of the squared relative error — the per-slice MDE itself, whose
         gradient is the same for every region whatever the size of its error, so that the
         lesions' large errors do not outweigh the organs' small ones; ``"poisson-mde"``: the
@@ -118,7 +118,8 @@ class TrainConfig:
         ``loss="poisson"``: normalised dose added to the VDK in the weight (bounds the weight
         in the near-zero dose of air and far tissue); 0.01 is about the body's median.
     organ_weight
-        Region losses: weight of the region term (dimensionless) against the voxel term; None: 0.01 / 0.001 / 0.02 for ``organ`` / ``mde`` / ``poisson-mde``.
+        Region losses: weight of the region term (dimensionless) against the voxel term;
+        None: 0.01 / 0.001 / 0.02 for ``organ`` / ``mde`` / ``poisson-mde``.
         With the VDK as prediction, on the CPU campaign's data, the MSE is 1.6e-4, the
         Poisson term 3.2e-3, the squared region term 0.027 and the absolute one 0.21: the
         defaults give the region term 1.7× / 1.3× / 1.3× the voxel term's weight at the
