@@ -106,12 +106,12 @@ class TrainConfig:
         truth's Monte Carlo noise; this term gives every region's mean dose a term of its own
         and averages the noise out (squared, it is still led by the largest errors).  The
         labels are used in the loss only: the network still sees SPECT and density
-        alone; ``"mde"``: the same with the absolute instead of the squared relative
-        error — the per-slice MDE itself, whose gradient is the same for every region whatever the size of its error, so that the
-        lesions' large errors do not outweigh the organs' small ones; ``"poisson-mde"``: the
-        ``"poisson"`` voxel term plus that region term (the MSE leaves the voxels of
-        low-dose organs nearly unweighted, so the region term alone can buy their mean with
-        voxel-wise scatter).
+        alone; ``"mde"``: the same with the absolute instead of the squared relative error —
+        the per-slice MDE itself, whose gradient is the same for every region whatever the
+        size of its error, so that the lesions' large errors do not outweigh the organs'
+        small ones; ``"poisson-mde"``: the ``"poisson"`` voxel term plus that region term
+        (the MSE leaves the voxels of low-dose organs nearly unweighted, so the region term
+        alone can buy their mean with voxel-wise scatter).
     outside_weight
         Weight of voxels outside the body for ``loss="body"``.
     poisson_floor
