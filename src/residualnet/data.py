@@ -300,7 +300,8 @@ class SlicePackDataset(Dataset):
     * ``target`` ``(n, 1, H, W)``: normalised ground truth (``dose/mc``);
     * ``body`` ``(n, 1, H, W)``: 1 inside the body (labels ≠ 0, else density > 0.05 g/cm³).
     * ``labels`` ``(n, 1, H, W)``: the label map as float32 (exact below 2²⁴; the body mask
-      when the case has no labels), for the region term of ``loss="organ"``.
+      when the case has no labels), for the region term of the region losses
+      (``organ``, ``mde``, ``poisson-mde``).
 
     With ``augment`` one random rotation/flip is drawn per item (block) and applied to all
     of its arrays.
