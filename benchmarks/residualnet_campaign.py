@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--loss", default="mse", choices=LOSSES)
     p.add_argument(
+        "--region-weight", type=float, default=None,
+        help="weight of the region term of the region losses (default: the loss's own)",
+    )
+    p.add_argument(
+        "--ema", type=float, default=0.0, help="decay of the weights' moving average (0: off)"
+    )
+    p.add_argument(
         "--max-batches", type=int, default=None, help="cap on training batches per epoch"
     )
     p.add_argument("--early-stopping", type=int, default=0)
@@ -140,7 +147,7 @@ def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
 
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
-        loss=args.loss,
+        loss=args.loss, organ_weight=args.region_weight, ema_decay=args.ema,
         workers=0, early_stopping=args.early_stopping, max_batches=args.max_batches,
         model=ModelConfig(**MODELS[args.model]),
     )  # fmt: skip
@@ -148,12 +155,18 @@ def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
     return train(dataset, model_path, config, resume=resume, progress=True), config
 
 
-def run_tag(model: str, loss: str) -> str:
-    """File-name tag of a training run: the loss, prefixed by the model unless ``light``.
+def run_tag(model: str, loss: str, region_weight: float | None = None, ema: float = 0.0) -> str:
+    """File-name tag of a training run: the loss, prefixed by the model unless ``light``,
+    followed by the region weight and the weight-average decay when they are set.
 
     (The light model's files keep the names of the first campaign: ``model-mse.pt``.)
     """
-    return loss if model == "light" else f"{model}-{loss}"
+    tag = loss if model == "light" else f"{model}-{loss}"
+    if region_weight is not None:
+        tag += f"-w{region_weight:g}"
+    if ema:
+        tag += f"-ema{ema:g}"
+    return tag
 
 
 def _timings(work: Path) -> dict[str, float]:
@@ -176,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     dataset = work / "dataset"
-    tag = run_tag(args.model, args.loss)
+    tag = run_tag(args.model, args.loss, args.region_weight, args.ema)
     model_path, eval_dir = work / f"model-{tag}.pt", work / f"evaluation-{tag}"
     build(args, dataset)
     mc_on_spect(args, dataset, work)

@@ -12,6 +12,9 @@
 * ``model.log.csv``: one row per epoch (train/val loss, learning rate, seconds);
 * ``model.loss.png``: the loss curves (drawn when training ends).
 
+With ``ema_decay > 0`` an exponential moving average of the weights is kept; validation, the
+model file and the choice of the best epoch use the averaged weights.
+
 Recipe (DblurDoseNet, Li et al. 2022): Adam with lr 1e-3, ReduceLROnPlateau on the
 validation loss, MSE on the normalised dose (or the body-weighted MSE, ``loss="body"``),
 batch 32; early stopping after ``early_stopping`` epochs without improvement.  All random
@@ -32,6 +35,7 @@ support it, otherwise fp16 with a gradient scaler; none on the CPU.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import logging
@@ -135,6 +139,13 @@ class TrainConfig:
     organ_min_voxels
         Region losses: regions with fewer voxels in a slice are left out
         (their mean is mostly Monte Carlo noise).
+    ema_decay
+        Exponential moving average of the weights (Polyak averaging), 0 = off.  After every
+        optimiser step ``w̄ ← d·w̄ + (1 − d)·w`` with ``d = min(ema_decay, (1 + t)/(10 + t))``
+        at step ``t`` (the warm-up lets the average forget the random initialisation);
+        batch-norm statistics are averaged alike.  The averaged weights are validated and
+        saved.  Averaging over the last ~1/(1 − d) steps removes part of the weights' step-to-
+        step noise, which the Monte Carlo noise of the targets keeps high.
     lr_factor, lr_patience, min_lr
         ReduceLROnPlateau: multiply the learning rate by ``lr_factor`` after ``lr_patience``
         epochs without validation improvement, not below ``min_lr``.
@@ -175,6 +186,7 @@ class TrainConfig:
     organ_weight: float | None = None
     organ_floor: float | None = None
     organ_min_voxels: int = 4
+    ema_decay: float = 0.0
     lr_factor: float = 0.5
     lr_patience: int = 5
     min_lr: float = 1e-6
@@ -209,6 +221,7 @@ class TrainConfig:
             (self.organ_weight >= 0, "organ_weight must be >= 0"),
             (self.organ_floor > 0, "organ_floor must be positive"),
             (self.organ_min_voxels >= 1, "organ_min_voxels must be >= 1"),
+            (0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)"),
             (0 < self.lr_factor < 1, "lr_factor must be in (0, 1)"),
             (self.lr_patience >= 0, "lr_patience must be >= 0"),
             (self.early_stopping >= 0, "early_stopping must be >= 0"),
@@ -396,6 +409,17 @@ def _loss(pred: torch.Tensor, target: torch.Tensor, body: torch.Tensor, vdk: tor
         return _poisson_term(pred, target, body, vdk, config)
     weight = body + config.outside_weight * (1.0 - body)
     return (weight * (pred - target) ** 2).sum() / weight.sum().clamp_min(1e-12)
+
+
+@torch.no_grad()
+def _ema_update(average: torch.nn.Module, net: torch.nn.Module, decay: float, step: int) -> None:
+    """One step of the weights' moving average (see :class:`TrainConfig` ``ema_decay``)."""
+    d = min(decay, (1.0 + step) / (10.0 + step))
+    for mean, value in zip(average.state_dict().values(), net.state_dict().values(), strict=True):
+        if mean.dtype.is_floating_point:
+            mean.mul_(d).add_(value.detach().to(mean.dtype), alpha=1.0 - d)
+        else:
+            mean.copy_(value)
 
 
 def _amp_setup(amp: str, device: torch.device) -> tuple[Any, bool]:
@@ -658,6 +682,18 @@ def _train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         net.unet.to(memory_format=torch.channels_last)
+    # the moving average of the weights (None: off); what is validated and saved
+    average: ResidualDoseNet | None = None
+    ema_steps = 0
+    if config.ema_decay > 0:
+        average = copy.deepcopy(net)
+        average.requires_grad_(False)
+        if state is not None and state.get("ema_state") is not None:
+            average.load_state_dict(state["ema_state"])
+            ema_steps = int(state.get("ema_steps", 0))
+        elif state is not None:
+            log.warning("the checkpoint has no weight average: it starts from the current weights")
+    evaluated: ResidualDoseNet = average if average is not None else net
     model: torch.nn.Module = net
     if ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -734,6 +770,9 @@ def _train(
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)  # fp16: the scaler skips steps with inf/NaN gradients
                 scaler.update()
+                if average is not None:
+                    _ema_update(average, net, config.ema_decay, ema_steps)
+                    ema_steps += 1
                 if finite:
                     totals[0] += float(loss.detach()) * len(target)
                     totals[1] += len(target)
@@ -745,14 +784,14 @@ def _train(
         if val_loader is not None:
             # the bare network, not the DDP wrapper: ranks may hold different numbers of
             # validation batches, so nothing here may be a collective operation
-            net.eval()
+            evaluated.eval()
             totals = [0.0, 0.0]
             with torch.no_grad():
                 for batch in val_loader:
                     packs = batch_packs([s.to(device) for s in batch["slabs"]], pack)
                     target = batch["target"].to(device)
                     with autocast():
-                        pred = net(packs, batch["vdk"].to(device))
+                        pred = evaluated(packs, batch["vdk"].to(device))
                     loss = _loss(pred, target, batch["body"].to(device),
                                  batch["vdk"].to(device), config, batch["labels"].to(device))
                     totals[0] += float(loss) * len(target)
@@ -784,7 +823,7 @@ def _train(
             )
             if improved:
                 record = model_record(
-                    net, normalization, voxel_mm=voxel_mm, nuclide=nuclide, training=info,
+                    evaluated, normalization, voxel_mm=voxel_mm, nuclide=nuclide, training=info,
                     seed=config.seed,
                 )
                 _save_checkpoint(paths["model"], record)
@@ -795,6 +834,10 @@ def _train(
                     "format_version": CHECKPOINT_VERSION,
                     "epoch": epoch + 1,
                     "model_state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                    "ema_state": None if average is None else {
+                        k: v.detach().cpu() for k, v in average.state_dict().items()
+                    },
+                    "ema_steps": ema_steps,
                     "optimizer_state": optimizer.state_dict(),
                     "scheduler_state": scheduler.state_dict(),
                     "scaler_state": scaler.state_dict() if use_scaler else {},
@@ -838,7 +881,7 @@ def _train(
         parameters=parameters,
         history=history,
         normalization=normalization,
-        net=net,
+        net=evaluated,
     )
 
 
@@ -856,6 +899,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--loss", choices=LOSSES, default=d.loss)
+    p.add_argument("--region-weight", type=float, default=None)
+    p.add_argument("--region-floor", type=float, default=None)
+    p.add_argument("--ema", type=float, default=d.ema_decay)
     p.add_argument("--early-stopping", type=int, default=d.early_stopping)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=d.workers)
@@ -886,6 +932,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         config = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
+            organ_weight=args.region_weight, organ_floor=args.region_floor, ema_decay=args.ema,
             early_stopping=args.early_stopping, seed=args.seed, workers=args.workers,
             amp=args.amp, device=args.device, augment=not args.no_augment, model=model_cfg,
             max_batches=args.max_batches, single_constant=args.single_constant,

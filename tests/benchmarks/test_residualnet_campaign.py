@@ -51,3 +51,5 @@ def test_model_presets_and_run_tags():
     # the light model's files keep the first campaign's names; others carry the model
     assert campaign.run_tag("light", "mse") == "mse"
     assert campaign.run_tag("medium", "organ") == "medium-organ"
+    assert campaign.run_tag("light", "poisson-mde", 0.01, 0.999) == "poisson-mde-w0.01-ema0.999"
+    assert campaign.run_tag("medium", "mde", None, 0.99) == "medium-mde-ema0.99"

@@ -53,6 +53,16 @@ def test_train_and_resume(dataset, tmp_path, capsys):
     assert [r["epoch"] for r in rows] == ["1", "2"]
 
 
+def test_region_weight_and_weight_average_reach_the_model_file(dataset, tmp_path):
+    out = tmp_path / "model.pt"
+    assert main(["train-residual", str(dataset), "--out", str(out), "--epochs", "1",
+                 "--loss", "poisson-mde", "--region-weight", "0.01", "--region-floor", "0.02",
+                 "--ema", "0.9", *TINY]) == 0
+    config = load_model(out).training["config"]
+    assert (config["loss"], config["organ_weight"]) == ("poisson-mde", 0.01)
+    assert (config["organ_floor"], config["ema_decay"]) == (0.02, 0.9)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -60,6 +70,7 @@ def test_train_and_resume(dataset, tmp_path, capsys):
         (["{ds}", "--pack-size", "7"], "too small"),
         (["{ds}", "--out", "{tmp}/missing/model.pt"], "output folder does not exist"),
         (["{ds}", "--resume"], "checkpoint"),
+        (["{ds}", "--ema", "1"], "--ema"),
     ],
 )
 def test_bad_input_is_one_line(dataset, tmp_path, capsys, args, message):

@@ -260,3 +260,55 @@ def test_train_with_organ_loss(tiny_config, tiny_dataset, tmp_path):
     # same seed, same batches: the organ loss is the MSE plus a positive region term
     assert row["val_loss"] > mse_only.history[0]["val_loss"] > 0
     assert load_model(tmp_path / "m.pt").training["config"]["organ_weight"] == 0.01
+
+
+def test_ema_update_is_the_exponential_moving_average_with_warm_up():
+    from residualnet.train import _ema_update
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    average = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    with torch.no_grad():
+        for p in average.parameters():
+            p.fill_(1.0)
+        for p in net.parameters():
+            p.fill_(3.0)
+    net[1].num_batches_tracked.fill_(7)
+    # step 0: warm-up decay (1 + 0) / (10 + 0) = 0.1 -> 0.1·1 + 0.9·3 = 2.8
+    _ema_update(average, net, 0.99, 0)
+    assert torch.allclose(average[0].weight, torch.full_like(average[0].weight, 2.8))
+    assert int(average[1].num_batches_tracked) == 7  # integer buffers are copied
+    # late step: the decay itself, 0.99·2.8 + 0.01·3 = 2.802
+    _ema_update(average, net, 0.99, 10**6)
+    assert torch.allclose(average[0].bias, torch.full_like(average[0].bias, 2.802))
+    for p in net.parameters():  # the trained weights are untouched
+        assert torch.all(p == 3.0)
+
+
+def test_train_with_ema_saves_the_average_and_resumes_exactly(tiny_config, tiny_dataset,
+                                                              tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    straight.mkdir()
+    split.mkdir()
+    config = _config(tiny_config, epochs=2, max_batches=3, ema_decay=0.9)
+    full = train(tiny_dataset, straight / "m.pt", config)
+    state = torch.load(straight / "m.ckpt", weights_only=True)
+    assert state["ema_steps"] == 6
+    # the model file holds the average, not the last weights
+    saved = load_model(straight / "m.pt").net.state_dict()
+    trained = state["model_state"]
+    key = next(k for k in trained if k.endswith("weight") and trained[k].dim() > 1)
+    assert not torch.equal(saved[key], trained[key])
+    assert full.best_epoch == 2  # (this seed) so the model file is the final average
+    assert torch.equal(saved[key], state["ema_state"][key])
+    assert load_model(straight / "m.pt").training["config"]["ema_decay"] == 0.9
+
+    train(tiny_dataset, split / "m.pt", _config(tiny_config, epochs=1, max_batches=3,
+                                                ema_decay=0.9))
+    resumed = train(tiny_dataset, split / "m.pt", config, resume=True)
+    for a, b in zip(full.history, resumed.history, strict=True):
+        assert a["val_loss"] == b["val_loss"]
+    for (k, va), vb in zip(full.net.state_dict().items(), resumed.net.state_dict().values(),
+                           strict=True):
+        assert torch.equal(va, vb), k
+    with pytest.raises(InputError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)

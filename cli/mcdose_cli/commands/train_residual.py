@@ -49,6 +49,16 @@ def _import_train():
                    "the squared relative error of every labelled region's mean dose per "
                    "slice; mde: the same, absolute (the per-slice MDE); poisson-mde: the "
                    "poisson voxel term plus the mde region term.")
+@click.option("--region-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of the region term of organ/mde/poisson-mde (default 0.01 / "
+                   "0.001 / 0.02).")
+@click.option("--region-floor", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Normalised dose added to the true region mean in the region term's "
+                   "denominator (default 0.05 for organ, else 0.01).")
+@click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0,
+              show_default=True,
+              help="Decay of the weights' moving average, validated and saved (0: off; "
+                   "e.g. 0.999).")
 @click.option("--early-stopping", type=click.IntRange(min=0), default=20, show_default=True,
               help="Stop after this many epochs without validation improvement (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from MODEL's checkpoint (model.ckpt).")
@@ -74,9 +84,10 @@ def _import_train():
               help="Cap on training batches per epoch (smoke runs).")
 @click.option("--single-constant", is_flag=True,
               help="One normalisation constant for SPECT and dose, as the paper.")
-def train_residual(dataset_dir, out, epochs, batch_size, lr, loss, early_stopping, resume,
-                   overwrite, seed, device, amp, workers, no_augment, width, levels, pack_size,
-                   stem_channels, max_batches, single_constant) -> None:
+def train_residual(dataset_dir, out, epochs, batch_size, lr, loss, region_weight, region_floor,
+                   ema, early_stopping, resume, overwrite, seed, device, amp, workers,
+                   no_augment, width, levels, pack_size, stem_channels, max_batches,
+                   single_constant) -> None:
     """Train the residual CNN (DblurDoseNet-style) on DATASET_DIR's train/val split."""
     train_module = _import_train()
     from residualnet.model import ModelConfig
@@ -85,7 +96,8 @@ def train_residual(dataset_dir, out, epochs, batch_size, lr, loss, early_stoppin
     model = ModelConfig(pack_size=pack_size, unet_width=width, unet_levels=levels,
                         stem_channels=(stem_channels,) * 3)
     config = train_module.TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, early_stopping=early_stopping,
+        epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, organ_weight=region_weight,
+        organ_floor=region_floor, ema_decay=ema, early_stopping=early_stopping,
         seed=seed, device=device, amp=amp, workers=workers, augment=not no_augment,
         max_batches=max_batches, single_constant=single_constant, model=model,
     )
