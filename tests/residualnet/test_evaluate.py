@@ -37,6 +37,8 @@ def test_report(tiny_dataset, model_path, tmp_path):
     truth, vdk = read_dataset(case, "dose/mc"), read_dataset(case, "dose/vdk")
     regions = standard_regions(read_label_names(case), read_dataset(case, "labels"))
     entry = report["cases"][0]["regions"]
+    lesions = np.logical_or.reduce([m for n, m in regions.items() if n.startswith("tumour/")])
+    regions["tumour_per_case"] = lesions  # all lesions of the case as one region
     assert set(entry) == set(regions)
     for name, mask in regions.items():
         assert entry[name]["vdk"]["mde"] == pytest.approx(mde(vdk, truth, mask))
@@ -49,6 +51,9 @@ def test_report(tiny_dataset, model_path, tmp_path):
     assert tumour["n"] == len(lesions) == 2
     assert tumour["mean"] == pytest.approx(np.mean(lesions))
     assert tumour["min"] == pytest.approx(min(lesions))
+    per_case = report["summary"]["tumour_per_case"]["vdk"]["mde"]
+    assert per_case["n"] == 1
+    assert per_case["mean"] == pytest.approx(mde(vdk, truth, regions["tumour_per_case"]))
     # goals are evaluated and reported
     assert any(g["goal"] == "CNN MDE <= 0.5 x VDK MDE" for g in report["goals"])
     markdown = (out / "report.md").read_text()
@@ -92,6 +97,14 @@ def test_lesion_size_rows_are_extra_and_not_goals():
     assert summary["tumour_lt10mm"]["vdk"]["mde"]["mean"] == pytest.approx(0.60)
     goals = _goals(summary)
     assert {g["region"] for g in goals} == {"liver", "tumour"}
+    # the per-case lesion row gives an extra halving check, not counted in the goals
+    cases[0]["regions"]["tumour_per_case"] = region(31.3, 0.12, 0.05)
+    extra = [g for g in _goals(_summary(cases, ["vdk", "cnn"])) if g.get("extra")]
+    assert [(g["region"], g["passed"]) for g in extra] == [("tumour_per_case", True)]
+    assert extra[0]["reference"] == pytest.approx(0.06)
+    from residualnet.evaluate import counted_goals
+
+    assert counted_goals({"goals": goals + extra}) == goals
     halving = [g for g in goals if g["goal"] == "CNN MDE <= 0.5 x VDK MDE"][0]
     assert not halving["passed"] and halving["reference"] == pytest.approx(0.175)
     report = {"methods": ["vdk", "cnn"], "model": "m.pt", "model_parameters": 1,
