@@ -54,7 +54,7 @@ MODELS: dict[str, dict[str, Any]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from residualnet.train import LOSSES
+    from residualnet.losses import LOSSES
 
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter

@@ -8,6 +8,7 @@ Med. Phys. 49 (2022) 1216).  Modules, one job each:
 * :mod:`residualnet.normalization` — exact, invertible input/output scaling;
 * :mod:`residualnet.data` — manifest, split by case, slice packs streamed from case files;
 * :mod:`residualnet.train` — training (Adam, ReduceLROnPlateau, AMP, checkpoints, DDP);
+* :mod:`residualnet.losses` — names and defaults of the training losses (no torch);
 * :mod:`residualnet.modelfile` — model files (:func:`save_model`, :func:`load_model`);
 * :mod:`residualnet.infer` — whole-volume prediction (:func:`predict_case`);
 * :mod:`residualnet.evaluate` — MDE/NRMSE report against Monte Carlo;

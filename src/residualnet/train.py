@@ -68,6 +68,7 @@ from residualnet.data import (
     read_manifest,
 )
 from residualnet.infer import resolve_device
+from residualnet.losses import LOSSES, REGION_LOSS_DEFAULTS
 from residualnet.model import ModelConfig, ResidualDoseNet, build_model, count_parameters
 from residualnet.modelfile import model_record, same_nuclide
 from residualnet.normalization import CaseScale, Normalization, fit_normalization
@@ -78,9 +79,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "residualnet-checkpoint"
 CHECKPOINT_VERSION = 1
-LOSSES = ("mse", "body", "poisson", "organ", "mde", "poisson-mde")
-#: (organ_weight, organ_floor) defaults of the region-mean losses
-REGION_LOSS_DEFAULTS = {"organ": (1e-2, 0.05), "mde": (1e-3, 0.01), "poisson-mde": (2e-2, 0.01)}
 
 
 @dataclass

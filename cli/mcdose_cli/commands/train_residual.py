@@ -15,6 +15,7 @@ import os
 import click
 
 from mcdose.errors import McdoseError
+from residualnet.losses import LOSSES, REGION_LOSS_DEFAULTS
 
 
 def _import_train():
@@ -41,17 +42,16 @@ def _import_train():
               help="Slices per batch (per GPU under torchrun).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
               show_default=True, help="Initial Adam learning rate.")
-@click.option("--loss", type=click.Choice(["mse", "body", "poisson", "organ", "mde",
-                                           "poisson-mde"]),
-              default="mse", show_default=True,
+@click.option("--loss", type=click.Choice(LOSSES), default="mse", show_default=True,
               help="MSE (paper); body: outside-body voxels weighted 0.1; poisson: body voxels "
                    "weighted 1/(VDK + floor), the MC tally's inverse variance; organ: MSE plus "
                    "the squared relative error of every labelled region's mean dose per "
                    "slice; mde: the same, absolute (the per-slice MDE); poisson-mde: the "
                    "poisson voxel term plus the mde region term.")
 @click.option("--region-weight", type=click.FloatRange(min=0), default=None,
-              help="Weight of the region term of organ/mde/poisson-mde (default 0.01 / "
-                   "0.001 / 0.02).")
+              help="Weight of the region term of "
+                   + "/".join(REGION_LOSS_DEFAULTS) + " (default "
+                   + " / ".join(f"{w:g}" for w, _ in REGION_LOSS_DEFAULTS.values()) + ").")
 @click.option("--region-floor", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Normalised dose added to the true region mean in the region term's "
                    "denominator (default 0.05 for organ, else 0.01).")

@@ -1,0 +1,11 @@
+"""Names and default parameters of the training losses (no torch: the command line reads them).
+
+The losses themselves are in :mod:`residualnet.train` (``TrainConfig.loss``).
+"""
+
+from __future__ import annotations
+
+#: ``TrainConfig.loss`` choices
+LOSSES = ("mse", "body", "poisson", "organ", "mde", "poisson-mde")
+#: (organ_weight, organ_floor) defaults of the region-mean losses
+REGION_LOSS_DEFAULTS = {"organ": (1e-2, 0.05), "mde": (1e-3, 0.01), "poisson-mde": (2e-2, 0.01)}
