@@ -84,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the region term of the region losses (default: the loss's own)",
     )
     p.add_argument(
+        "--lesion-weight", type=float, default=1.0,
+        help="weight of a lesion's region term against an organ's",
+    )
+    p.add_argument(
+        "--lesion-min-voxels", type=int, default=None,
+        help="fewest voxels of a lesion in a slice for the region term (default: as organs)",
+    )
+    p.add_argument(
         "--ema", type=float, default=0.0, help="decay of the weights' moving average (0: off)"
     )
     p.add_argument(
@@ -148,6 +156,7 @@ def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
         loss=args.loss, organ_weight=args.region_weight, ema_decay=args.ema,
+        lesion_weight=args.lesion_weight, lesion_min_voxels=args.lesion_min_voxels,
         workers=0, early_stopping=args.early_stopping, max_batches=args.max_batches,
         model=ModelConfig(**MODELS[args.model]),
     )  # fmt: skip
@@ -155,15 +164,21 @@ def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
     return train(dataset, model_path, config, resume=resume, progress=True), config
 
 
-def run_tag(model: str, loss: str, region_weight: float | None = None, ema: float = 0.0) -> str:
+def run_tag(model: str, loss: str, region_weight: float | None = None, ema: float = 0.0,
+            lesion_weight: float = 1.0, lesion_min_voxels: int | None = None) -> str:
     """File-name tag of a training run: the loss, prefixed by the model unless ``light``,
-    followed by the region weight and the weight-average decay when they are set.
+    followed by the region weight, the lesion weight and voxel threshold and the
+    weight-average decay when they are set.
 
     (The light model's files keep the names of the first campaign: ``model-mse.pt``.)
     """
     tag = loss if model == "light" else f"{model}-{loss}"
     if region_weight is not None:
         tag += f"-w{region_weight:g}"
+    if lesion_weight != 1.0:
+        tag += f"-lw{lesion_weight:g}"
+    if lesion_min_voxels is not None:
+        tag += f"-lv{lesion_min_voxels}"
     if ema:
         tag += f"-ema{ema:g}"
     return tag
@@ -189,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     dataset = work / "dataset"
-    tag = run_tag(args.model, args.loss, args.region_weight, args.ema)
+    tag = run_tag(args.model, args.loss, args.region_weight, args.ema, args.lesion_weight,
+                  args.lesion_min_voxels)
     model_path, eval_dir = work / f"model-{tag}.pt", work / f"evaluation-{tag}"
     build(args, dataset)
     mc_on_spect(args, dataset, work)

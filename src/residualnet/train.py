@@ -68,7 +68,7 @@ from residualnet.data import (
     read_manifest,
 )
 from residualnet.infer import resolve_device
-from residualnet.losses import LOSSES, REGION_LOSS_DEFAULTS
+from residualnet.losses import LESION_LABEL_BASE, LOSSES, REGION_LOSS_DEFAULTS
 from residualnet.model import ModelConfig, ResidualDoseNet, build_model, count_parameters
 from residualnet.modelfile import model_record, same_nuclide
 from residualnet.normalization import CaseScale, Normalization, fit_normalization
@@ -137,6 +137,16 @@ class TrainConfig:
     organ_min_voxels
         Region losses: regions with fewer voxels in a slice are left out
         (their mean is mostly Monte Carlo noise).
+    lesion_weight
+        Region losses: weight of a lesion's term against an organ's (1: every region alike).
+        Lesions are the labels from ``residualnet.losses.LESION_LABEL_BASE`` (100) up, as the
+        phantoms number them; the region term becomes the weighted mean
+        ``Σ w·|e|^p / Σ w`` over the qualifying (slice, region) pairs.
+    lesion_min_voxels
+        Region losses: ``organ_min_voxels`` for lesions (None: the same).  At 4 mm voxels a
+        lesion below ≈ 9 mm has fewer than 4 voxels in every slice, so with the default it
+        never enters the region term; lesion means are high doses with little Monte Carlo
+        noise, so a lower threshold is safe for them.
     ema_decay
         Exponential moving average of the weights (Polyak averaging), 0 = off.  After every
         optimiser step ``w̄ ← d·w̄ + (1 − d)·w`` with ``d = min(ema_decay, (1 + t)/(10 + t))``
@@ -184,6 +194,8 @@ class TrainConfig:
     organ_weight: float | None = None
     organ_floor: float | None = None
     organ_min_voxels: int = 4
+    lesion_weight: float = 1.0
+    lesion_min_voxels: int | None = None
     ema_decay: float = 0.0
     lr_factor: float = 0.5
     lr_patience: int = 5
@@ -219,6 +231,9 @@ class TrainConfig:
             (self.organ_weight >= 0, "organ_weight must be >= 0"),
             (self.organ_floor > 0, "organ_floor must be positive"),
             (self.organ_min_voxels >= 1, "organ_min_voxels must be >= 1"),
+            (self.lesion_weight >= 0, "lesion_weight must be >= 0"),
+            (self.lesion_min_voxels is None or self.lesion_min_voxels >= 1,
+             "lesion_min_voxels must be >= 1"),
             (0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)"),
             (0 < self.lr_factor < 1, "lr_factor must be in (0, 1)"),
             (self.lr_patience >= 0, "lr_patience must be >= 0"),
@@ -341,7 +356,9 @@ def _barrier(ctx: _Dist) -> None:
 
 # -- helpers -----------------------------------------------------------------------------------
 def region_mean_error(pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor,
-                      floor: float, min_voxels: int, power: int = 2) -> torch.Tensor:
+                      floor: float, min_voxels: int, power: int = 2, lesion_weight: float = 1.0,
+                      lesion_min_voxels: int | None = None,
+                      lesion_base: int = LESION_LABEL_BASE) -> torch.Tensor:
     """Mean squared (or absolute) relative error of the per-slice region means.
 
     The region term of ``loss="organ"`` (``power=2``) and ``loss="mde"`` (``power=1``).
@@ -358,12 +375,18 @@ def region_mean_error(pred: torch.Tensor, target: torch.Tensor, labels: torch.Te
         Regions with fewer voxels in a slice are left out.
     power
         2: squared relative error; 1: absolute relative error.
+    lesion_weight
+        Weight of a lesion's (label ≥ ``lesion_base``) term; other regions weigh 1.
+    lesion_min_voxels
+        ``min_voxels`` for lesions (None: ``min_voxels``).
+    lesion_base
+        First lesion label.
 
     Returns
     -------
     torch.Tensor
-        Scalar ``mean over (slice, label ≠ 0) of |(D̄_pred − D̄_GT) / (D̄_GT + floor)|^power``;
-        0 when no region qualifies.
+        Scalar weighted mean over the qualifying (slice, label ≠ 0) pairs of
+        ``|(D̄_pred − D̄_GT) / (D̄_GT + floor)|^power``; 0 when no region qualifies.
     """
     n = pred.shape[0]
     lab = labels.reshape(n, -1).round().long()
@@ -374,13 +397,20 @@ def region_mean_error(pred: torch.Tensor, target: torch.Tensor, labels: torch.Te
     count = torch.zeros(size, device=p.device).index_add_(0, index, torch.ones_like(p))
     sum_pred = torch.zeros(size, device=p.device).index_add_(0, index, p)
     sum_true = torch.zeros(size, device=p.device).index_add_(0, index, t)
-    keep = count >= min_voxels
+    is_lesion = (torch.arange(n_labels, device=p.device) >= lesion_base).repeat(n)
+    threshold = torch.where(is_lesion, float(min_voxels if lesion_min_voxels is None
+                                             else lesion_min_voxels), float(min_voxels))
+    keep = count >= threshold
     keep.view(n, n_labels)[:, 0] = False
     if not bool(keep.any()):
         return p.sum() * 0.0
     mean_pred, mean_true = sum_pred[keep] / count[keep], sum_true[keep] / count[keep]
     relative = (mean_pred - mean_true) / (mean_true + floor)
-    return (relative.abs() if power == 1 else relative**2).mean()
+    error = relative.abs() if power == 1 else relative**2
+    if lesion_weight == 1.0:
+        return error.mean()
+    weight = torch.where(is_lesion[keep], float(lesion_weight), 1.0)
+    return (weight * error).sum() / weight.sum().clamp_min(1e-12)
 
 
 def _poisson_term(pred: torch.Tensor, target: torch.Tensor, body: torch.Tensor,
@@ -401,7 +431,8 @@ def _loss(pred: torch.Tensor, target: torch.Tensor, body: torch.Tensor, vdk: tor
                   else F.mse_loss(pred, target))
         return voxels + config.organ_weight * region_mean_error(
             pred, target, regions, config.organ_floor, config.organ_min_voxels,
-            power=2 if config.loss == "organ" else 1,
+            power=2 if config.loss == "organ" else 1, lesion_weight=config.lesion_weight,
+            lesion_min_voxels=config.lesion_min_voxels,
         )
     if config.loss == "poisson":
         return _poisson_term(pred, target, body, vdk, config)
@@ -899,6 +930,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=LOSSES, default=d.loss)
     p.add_argument("--region-weight", type=float, default=None)
     p.add_argument("--region-floor", type=float, default=None)
+    p.add_argument("--lesion-weight", type=float, default=d.lesion_weight)
+    p.add_argument("--lesion-min-voxels", type=int, default=None)
     p.add_argument("--ema", type=float, default=d.ema_decay)
     p.add_argument("--early-stopping", type=int, default=d.early_stopping)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -931,6 +964,7 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
             organ_weight=args.region_weight, organ_floor=args.region_floor, ema_decay=args.ema,
+            lesion_weight=args.lesion_weight, lesion_min_voxels=args.lesion_min_voxels,
             early_stopping=args.early_stopping, seed=args.seed, workers=args.workers,
             amp=args.amp, device=args.device, augment=not args.no_augment, model=model_cfg,
             max_batches=args.max_batches, single_constant=args.single_constant,

@@ -57,10 +57,11 @@ def test_region_weight_and_weight_average_reach_the_model_file(dataset, tmp_path
     out = tmp_path / "model.pt"
     assert main(["train-residual", str(dataset), "--out", str(out), "--epochs", "1",
                  "--loss", "poisson-mde", "--region-weight", "0.01", "--region-floor", "0.02",
-                 "--ema", "0.9", *TINY]) == 0
+                 "--ema", "0.9", "--lesion-weight", "4", "--lesion-min-voxels", "1", *TINY]) == 0
     config = load_model(out).training["config"]
     assert (config["loss"], config["organ_weight"]) == ("poisson-mde", 0.01)
     assert (config["organ_floor"], config["ema_decay"]) == (0.02, 0.9)
+    assert (config["lesion_weight"], config["lesion_min_voxels"]) == (4.0, 1)
 
 
 @pytest.mark.parametrize(
@@ -71,6 +72,7 @@ def test_region_weight_and_weight_average_reach_the_model_file(dataset, tmp_path
         (["{ds}", "--out", "{tmp}/missing/model.pt"], "output folder does not exist"),
         (["{ds}", "--resume"], "checkpoint"),
         (["{ds}", "--ema", "1"], "--ema"),
+        (["{ds}", "--lesion-min-voxels", "0"], "--lesion-min-voxels"),
     ],
 )
 def test_bad_input_is_one_line(dataset, tmp_path, capsys, args, message):

@@ -214,6 +214,49 @@ def test_region_mean_error_is_the_relative_error_of_region_means():
     assert zero.item() == 0.0 and pred.grad is not None
 
 
+def test_region_term_weights_lesions_and_has_their_own_voxel_threshold():
+    from mcdose.phantoms import LESION_BASE
+    from residualnet.losses import LESION_LABEL_BASE
+    from residualnet.train import region_mean_error
+
+    assert LESION_LABEL_BASE == LESION_BASE
+    target = torch.ones(2, 1, 4, 4)
+    labels = torch.zeros(2, 1, 4, 4)
+    labels[:, 0, 0, :] = 1  # an organ, 4 voxels per slice, 10 % high
+    labels[0, 0, 1, :2] = LESION_BASE + 3  # a lesion, 2 voxels in slice 0, 50 % low
+    pred = target.clone()
+    pred[:, 0, 0, :] = 1.1
+    pred[0, 0, 1, :2] = 0.5
+    # below the 4-voxel threshold the lesion is left out: two organ terms of 0.1²
+    assert float(region_mean_error(pred, target, labels, 1e-9, 4)) == pytest.approx(0.01)
+    # its own threshold lets it in: (0.01 + 0.01 + 0.25) / 3
+    assert float(region_mean_error(pred, target, labels, 1e-9, 4, lesion_min_voxels=2)) == \
+        pytest.approx(0.27 / 3)
+    # weighted 4: (0.01 + 0.01 + 4 × 0.25) / (1 + 1 + 4); absolute: (0.1 + 0.1 + 4 × 0.5) / 6
+    assert float(region_mean_error(pred, target, labels, 1e-9, 4, lesion_weight=4,
+                                   lesion_min_voxels=1)) == pytest.approx(1.02 / 6)
+    assert float(region_mean_error(pred, target, labels, 1e-9, 4, power=1, lesion_weight=4,
+                                   lesion_min_voxels=1)) == pytest.approx(2.2 / 6)
+    # weight 0 removes the lesions, whatever their threshold
+    assert float(region_mean_error(pred, target, labels, 1e-9, 1, lesion_weight=0)) == \
+        pytest.approx(0.01)
+    # the loss passes its config on
+    config = TrainConfig(loss="mde", organ_weight=1.0, organ_floor=1e-9, lesion_weight=4,
+                         lesion_min_voxels=1)
+    mse = torch.mean((pred - target) ** 2)
+    assert float(_loss_of(pred, target, labels, config)) == pytest.approx(
+        float(mse) + 2.2 / 6, rel=1e-6)
+    for bad in (dict(lesion_weight=-1.0), dict(lesion_min_voxels=0)):
+        with pytest.raises(InputError):
+            TrainConfig(loss="mde", **bad)
+
+
+def _loss_of(pred, target, labels, config):
+    from residualnet.train import _loss
+
+    return _loss(pred, target, (labels > 0).float(), target, config, labels)
+
+
 def test_organ_loss_adds_the_weighted_region_term_to_the_mse():
     from residualnet.train import _loss, region_mean_error
 

@@ -55,6 +55,11 @@ def _import_train():
 @click.option("--region-floor", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Normalised dose added to the true region mean in the region term's "
                    "denominator (default 0.05 for organ, else 0.01).")
+@click.option("--lesion-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Weight of a lesion's region term against an organ's (region losses).")
+@click.option("--lesion-min-voxels", type=click.IntRange(min=1), default=None,
+              help="Fewest voxels of a lesion in a slice for the region term (default: 4, "
+                   "as organs).")
 @click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0,
               show_default=True,
               help="Decay of the weights' moving average, validated and saved (0: off; "
@@ -85,9 +90,9 @@ def _import_train():
 @click.option("--single-constant", is_flag=True,
               help="One normalisation constant for SPECT and dose, as the paper.")
 def train_residual(dataset_dir, out, epochs, batch_size, lr, loss, region_weight, region_floor,
-                   ema, early_stopping, resume, overwrite, seed, device, amp, workers,
-                   no_augment, width, levels, pack_size, stem_channels, max_batches,
-                   single_constant) -> None:
+                   lesion_weight, lesion_min_voxels, ema, early_stopping, resume, overwrite,
+                   seed, device, amp, workers, no_augment, width, levels, pack_size,
+                   stem_channels, max_batches, single_constant) -> None:
     """Train the residual CNN (DblurDoseNet-style) on DATASET_DIR's train/val split."""
     train_module = _import_train()
     from residualnet.model import ModelConfig
@@ -97,7 +102,8 @@ def train_residual(dataset_dir, out, epochs, batch_size, lr, loss, region_weight
                         stem_channels=(stem_channels,) * 3)
     config = train_module.TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, organ_weight=region_weight,
-        organ_floor=region_floor, ema_decay=ema, early_stopping=early_stopping,
+        organ_floor=region_floor, lesion_weight=lesion_weight,
+        lesion_min_voxels=lesion_min_voxels, ema_decay=ema, early_stopping=early_stopping,
         seed=seed, device=device, amp=amp, workers=workers, augment=not no_augment,
         max_batches=max_batches, single_constant=single_constant, model=model,
     )
