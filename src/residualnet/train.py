@@ -397,18 +397,15 @@ def region_mean_error(pred: torch.Tensor, target: torch.Tensor, labels: torch.Te
     count = torch.zeros(size, device=p.device).index_add_(0, index, torch.ones_like(p))
     sum_pred = torch.zeros(size, device=p.device).index_add_(0, index, p)
     sum_true = torch.zeros(size, device=p.device).index_add_(0, index, t)
+    lesion_min = min_voxels if lesion_min_voxels is None else lesion_min_voxels
     is_lesion = (torch.arange(n_labels, device=p.device) >= lesion_base).repeat(n)
-    threshold = torch.where(is_lesion, float(min_voxels if lesion_min_voxels is None
-                                             else lesion_min_voxels), float(min_voxels))
-    keep = count >= threshold
+    keep = count >= torch.where(is_lesion, float(lesion_min), float(min_voxels))
     keep.view(n, n_labels)[:, 0] = False
     if not bool(keep.any()):
         return p.sum() * 0.0
     mean_pred, mean_true = sum_pred[keep] / count[keep], sum_true[keep] / count[keep]
     relative = (mean_pred - mean_true) / (mean_true + floor)
     error = relative.abs() if power == 1 else relative**2
-    if lesion_weight == 1.0:
-        return error.mean()
     weight = torch.where(is_lesion[keep], float(lesion_weight), 1.0)
     return (weight * error).sum() / weight.sum().clamp_min(1e-12)
 

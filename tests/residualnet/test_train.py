@@ -217,7 +217,7 @@ def test_region_mean_error_is_the_relative_error_of_region_means():
 def test_region_term_weights_lesions_and_has_their_own_voxel_threshold():
     from mcdose.phantoms import LESION_BASE
     from residualnet.losses import LESION_LABEL_BASE
-    from residualnet.train import region_mean_error
+    from residualnet.train import _loss, region_mean_error
 
     assert LESION_LABEL_BASE == LESION_BASE
     target = torch.ones(2, 1, 4, 4)
@@ -244,17 +244,11 @@ def test_region_term_weights_lesions_and_has_their_own_voxel_threshold():
     config = TrainConfig(loss="mde", organ_weight=1.0, organ_floor=1e-9, lesion_weight=4,
                          lesion_min_voxels=1)
     mse = torch.mean((pred - target) ** 2)
-    assert float(_loss_of(pred, target, labels, config)) == pytest.approx(
-        float(mse) + 2.2 / 6, rel=1e-6)
+    loss = _loss(pred, target, (labels > 0).float(), target, config, labels)
+    assert float(loss) == pytest.approx(float(mse) + 2.2 / 6, rel=1e-6)
     for bad in (dict(lesion_weight=-1.0), dict(lesion_min_voxels=0)):
         with pytest.raises(InputError):
             TrainConfig(loss="mde", **bad)
-
-
-def _loss_of(pred, target, labels, config):
-    from residualnet.train import _loss
-
-    return _loss(pred, target, (labels > 0).float(), target, config, labels)
 
 
 def test_organ_loss_adds_the_weighted_region_term_to_the_mse():
