@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--ema", type=float, default=0.0, help="decay of the weights' moving average (0: off)"
     )
     p.add_argument(
+        "--select-by", default="loss", choices=("loss", "goals"),
+        help="best epoch by the validation loss or by the validation cases' accuracy goals",
+    )
+    p.add_argument(
         "--max-batches", type=int, default=None, help="cap on training batches per epoch"
     )
     p.add_argument("--early-stopping", type=int, default=0)
@@ -157,18 +161,19 @@ def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
         loss=args.loss, organ_weight=args.region_weight, ema_decay=args.ema,
         lesion_weight=args.lesion_weight, lesion_min_voxels=args.lesion_min_voxels,
-        workers=0, early_stopping=args.early_stopping, max_batches=args.max_batches,
-        model=ModelConfig(**MODELS[args.model]),
+        select_by=args.select_by, workers=0, early_stopping=args.early_stopping,
+        max_batches=args.max_batches, model=ModelConfig(**MODELS[args.model]),
     )  # fmt: skip
     resume = output_paths(model_path)["checkpoint"].exists()
     return train(dataset, model_path, config, resume=resume, progress=True), config
 
 
 def run_tag(model: str, loss: str, region_weight: float | None = None, ema: float = 0.0,
-            lesion_weight: float = 1.0, lesion_min_voxels: int | None = None) -> str:
+            lesion_weight: float = 1.0, lesion_min_voxels: int | None = None,
+            select_by: str = "loss") -> str:
     """File-name tag of a training run: the loss, prefixed by the model unless ``light``,
-    followed by the region weight, the lesion weight and voxel threshold and the
-    weight-average decay when they are set.
+    followed by the region weight, the lesion weight and voxel threshold, the
+    weight-average decay and the epoch selection by goals (``-sg``) when they are set.
 
     (The light model's files keep the names of the first campaign: ``model-mse.pt``.)
     """
@@ -181,6 +186,8 @@ def run_tag(model: str, loss: str, region_weight: float | None = None, ema: floa
         tag += f"-lv{lesion_min_voxels}"
     if ema:
         tag += f"-ema{ema:g}"
+    if select_by == "goals":
+        tag += "-sg"
     return tag
 
 
@@ -205,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     dataset = work / "dataset"
     tag = run_tag(args.model, args.loss, args.region_weight, args.ema, args.lesion_weight,
-                  args.lesion_min_voxels)
+                  args.lesion_min_voxels, args.select_by)
     model_path, eval_dir = work / f"model-{tag}.pt", work / f"evaluation-{tag}"
     build(args, dataset)
     mc_on_spect(args, dataset, work)

@@ -291,7 +291,7 @@ class SlicePackDataset(Dataset):
     ``case``; ``epoch`` seeds the augmentation.  An integer index ``i`` addresses the
     ``i``-th slice of all cases (a block of one).
 
-    Item (dict of float32 tensors, ``n = z1 − z0``, ``h = (P − 1) / 2``):
+    Item (dict of tensors, float32 but ``case``; ``n = z1 − z0``, ``h = (P − 1) / 2``):
 
     * ``slab`` ``(2, n + 2h, H, W)``: normalised SPECT and density of slices
       ``z0 − h … z1 + h − 1``, edge-replicated; :func:`packs_from_slab` makes the ``n``
@@ -301,7 +301,9 @@ class SlicePackDataset(Dataset):
     * ``body`` ``(n, 1, H, W)``: 1 inside the body (labels ≠ 0, else density > 0.05 g/cm³).
     * ``labels`` ``(n, 1, H, W)``: the label map as float32 (exact below 2²⁴; the body mask
       when the case has no labels), for the region term of the region losses
-      (``organ``, ``mde``, ``poisson-mde``).
+      (``organ``, ``mde``, ``poisson-mde``);
+    * ``case`` ``(n,)`` int64: the case number of each centre slice (the validation's
+      per-case region sums, :mod:`residualnet.validation`).
 
     With ``augment`` one random rotation/flip is drawn per item (block) and applied to all
     of its arrays.
@@ -430,7 +432,8 @@ class SlicePackDataset(Dataset):
         slab, vdk, target, body, labels = (
             torch.from_numpy(np.ascontiguousarray(a)) for a in arrays
         )
-        return {"slab": slab, "vdk": vdk, "target": target, "body": body, "labels": labels}
+        return {"slab": slab, "vdk": vdk, "target": target, "body": body, "labels": labels,
+                "case": torch.full((z1 - z0,), case, dtype=torch.long)}
 
 
 def packs_from_slab(slab: torch.Tensor, pack_size: int) -> torch.Tensor:
@@ -442,7 +445,7 @@ def packs_from_slab(slab: torch.Tensor, pack_size: int) -> torch.Tensor:
 def collate_blocks(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
     """Batch of blocks: ``slabs`` a list (one per block), the rest concatenated."""
     batch: dict[str, Any] = {"slabs": [item["slab"] for item in items]}
-    for key in ("vdk", "target", "body", "labels"):
+    for key in ("vdk", "target", "body", "labels", "case"):
         batch[key] = torch.cat([item[key] for item in items])
     return batch
 

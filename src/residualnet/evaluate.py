@@ -45,8 +45,8 @@ from residualnet.data import inspect_case, read_manifest
 from residualnet.infer import predict_case
 from residualnet.modelfile import load_model
 
-__all__ = ["EVALUATION_DATASETS", "PAPER_TABLES", "counted_goals", "evaluate",
-           "format_summary_table"]
+__all__ = ["EVALUATION_DATASETS", "PAPER_TABLES", "accuracy_goals", "counted_goals", "evaluate",
+           "format_summary_table", "scored_regions", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,30 @@ def _stats(values: list[float]) -> dict[str, float]:
             "n": int(arr.size)}
 
 
+def scored_regions(label_names: Any, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """The regions a case is scored on: :func:`mcdose.metrics.standard_regions` and, when the
+    case has lesions, :data:`ALL_LESIONS` (the union of its lesions).
+
+    Parameters
+    ----------
+    label_names
+        Label value → name (see :func:`~mcdose.metrics.standard_regions`).
+    labels
+        Integer label array (any shape; e.g. ``np.arange(n)`` gives each label value's
+        membership).
+
+    Returns
+    -------
+    dict[str, ndarray of bool]
+        Region name → mask of ``labels``' shape.
+    """
+    scored = standard_regions(label_names, labels)
+    lesions = [m for n, m in scored.items() if region_class(n) == "tumour"]
+    if lesions:
+        scored[ALL_LESIONS] = np.logical_or.reduce(lesions)
+    return scored
+
+
 def _case_metrics(
     doses: dict[str, np.ndarray], truth: np.ndarray, regions: dict[str, np.ndarray],
     voxel_ml: float,
@@ -136,7 +160,23 @@ def _in_class(name: str, entry: dict[str, Any], cls: str) -> bool:
     return region_class(name) == cls
 
 
-def _summary(cases: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
+def summarize(cases: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
+    """Tables I and II: per summary class and method, mean and range of MDE and NRMSE.
+
+    Parameters
+    ----------
+    cases
+        One dict per case with ``"regions"``: region name → ``{"volume_ml": ..., method:
+        {"mde": ..., "nrmse": ...}}`` (fractions), as in ``report.json``.
+    methods
+        Methods to summarise (keys of :data:`METHODS`).
+
+    Returns
+    -------
+    dict
+        class → method → metric → ``{"mean", "min", "max", "n"}``; values over cases, over
+        lesions for the ``tumour`` rows.
+    """
     summary: dict[str, Any] = {}
     for cls in SUMMARY_CLASSES:
         per_method: dict[str, Any] = {}
@@ -154,8 +194,8 @@ def _summary(cases: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
     return summary
 
 
-def _goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's accuracy goals, checked on the mean values of the summary."""
+def accuracy_goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's accuracy goals, checked on the mean values of :func:`summarize`'s summary."""
     goals: list[dict[str, Any]] = []
     for cls in GOAL_CLASSES:
         row = summary.get(cls)
@@ -444,11 +484,8 @@ def evaluate(
                 doses["mc_spect"] = read_dataset(path, "dose/mc_spect")
             doses["cnn"] = cnn
             methods_seen.update(doses)
-            regions = standard_regions(meta.label_names, labels)
-            scored = dict(regions)
-            lesions = [m for n, m in regions.items() if region_class(n) == "tumour"]
-            if lesions:
-                scored[ALL_LESIONS] = np.logical_or.reduce(lesions)
+            scored = scored_regions(meta.label_names, labels)
+            regions = {n: m for n, m in scored.items() if n != ALL_LESIONS}
             cases.append({
                 "case": entry.name,
                 "file": str(path),
@@ -467,7 +504,7 @@ def evaluate(
                     figure_files.append(name)
             advance(1)
     methods = [m for m in METHODS if m in methods_seen]
-    summary = _summary(cases, methods)
+    summary = summarize(cases, methods)
     report: dict[str, Any] = {
         "model": str(model_path),
         "model_parameters": model.parameters,
@@ -485,7 +522,7 @@ def evaluate(
             "source": "Li et al., DblurDoseNet, Med. Phys. 49 (2022) 1216",
         },
         "summary": summary,
-        "goals": _goals(summary),
+        "goals": accuracy_goals(summary),
         "cases": cases,
         "figures": figure_files,
         "paper": PAPER_TABLES,

@@ -4,8 +4,9 @@
 ``python -m residualnet.train`` — trains on the ``train`` split of a dataset folder
 (:mod:`residualnet.data`), monitors the ``val`` split, and writes next to ``out``:
 
-* ``out`` (e.g. ``model.pt``): the model file of the best validation epoch
-  (:mod:`residualnet.modelfile`), rewritten atomically whenever validation improves;
+* ``out`` (e.g. ``model.pt``): the model file (:mod:`residualnet.modelfile`) of the best
+  validation epoch — lowest loss, or with ``select_by="goals"`` best against the accuracy
+  goals (:mod:`residualnet.validation`) — rewritten atomically whenever validation improves;
 * ``model.ckpt``: the checkpoint of the last finished epoch (weights, optimiser, scheduler,
   AMP scaler, history, normalisation), rewritten atomically every epoch; ``resume=True``
   (``--resume``) continues from it and reproduces the uninterrupted run;
@@ -72,12 +73,17 @@ from residualnet.losses import LESION_LABEL_BASE, LOSSES, REGION_LOSS_DEFAULTS
 from residualnet.model import ModelConfig, ResidualDoseNet, build_model, count_parameters
 from residualnet.modelfile import model_record, same_nuclide
 from residualnet.normalization import CaseScale, Normalization, fit_normalization
+from residualnet.validation import GoalScore, RegionSums
 
 __all__ = ["TrainConfig", "TrainResult", "main", "output_paths", "train"]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "residualnet-checkpoint"
+#: ways to choose the best epoch (see :class:`TrainConfig` ``select_by``)
+SELECT_BY = ("loss", "goals")
+#: log columns of the validation goals (:mod:`residualnet.validation`)
+GOAL_COLUMNS = ("val_goals_missed", "val_goals", "val_goal_ratio")
 CHECKPOINT_VERSION = 1
 
 
@@ -154,6 +160,12 @@ class TrainConfig:
         batch-norm statistics are averaged alike.  The averaged weights are validated and
         saved.  Averaging over the last ~1/(1 − d) steps removes part of the weights' step-to-
         step noise, which the Monte Carlo noise of the targets keeps high.
+    select_by
+        How the best epoch (the model file, early stopping) is chosen: ``"loss"`` the lowest
+        validation loss; ``"goals"`` the validation cases' standing against the accuracy
+        goals (:mod:`residualnet.validation`: fewest goals missed, then the lowest mean ratio
+        of CNN value to goal threshold), which needs labels in the validation cases.  The
+        learning-rate schedule follows the validation loss either way.
     lr_factor, lr_patience, min_lr
         ReduceLROnPlateau: multiply the learning rate by ``lr_factor`` after ``lr_patience``
         epochs without validation improvement, not below ``min_lr``.
@@ -197,6 +209,7 @@ class TrainConfig:
     lesion_weight: float = 1.0
     lesion_min_voxels: int | None = None
     ema_decay: float = 0.0
+    select_by: str = "loss"
     lr_factor: float = 0.5
     lr_patience: int = 5
     min_lr: float = 1e-6
@@ -235,6 +248,7 @@ class TrainConfig:
             (self.lesion_min_voxels is None or self.lesion_min_voxels >= 1,
              "lesion_min_voxels must be >= 1"),
             (0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)"),
+            (self.select_by in SELECT_BY, f"select_by must be one of {', '.join(SELECT_BY)}"),
             (0 < self.lr_factor < 1, "lr_factor must be in (0, 1)"),
             (self.lr_patience >= 0, "lr_patience must be >= 0"),
             (self.early_stopping >= 0, "early_stopping must be >= 0"),
@@ -274,6 +288,7 @@ class TrainResult:
     history: list[dict[str, float]]
     normalization: Normalization
     net: ResidualDoseNet | None = field(default=None, repr=False)
+    best_score: GoalScore | None = None
 
 
 def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
@@ -486,8 +501,27 @@ def _check_cases(entries: list[CaseEntry]) -> tuple[tuple[float, float, float], 
     return voxel, nuclide
 
 
+def _region_sums(val_entries: list[CaseEntry], config: TrainConfig,
+                 device: torch.device) -> RegionSums | None:
+    """Region sums of the validation cases, or None where they have no label names."""
+    metas = [inspect_case(e.path) for e in val_entries]
+    unlabelled = [e.name for e, m in zip(val_entries, metas, strict=True) if not m.label_names]
+    if config.select_by == "goals" and (not val_entries or unlabelled):
+        raise InputError(
+            "select_by='goals' needs validation cases with labels and label names"
+            + (f"; without: {', '.join(unlabelled[:3])}" if unlabelled else "")
+        )
+    if not val_entries or unlabelled:
+        return None
+    return RegionSums(
+        [m.label_names or {} for m in metas],
+        [math.prod(m.spacing_mm) / 1000.0 for m in metas], device=device,
+    )
+
+
 def _write_log(path: Path, history: list[dict[str, float]]) -> None:
     columns = ["epoch", "train_loss", "val_loss", "lr", "seconds", "best"]
+    columns += [c for c in GOAL_COLUMNS if any(c in row for row in history)]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
@@ -700,6 +734,7 @@ def _train(
         val_loader = DataLoader(val_set, batch_sampler=val_sampler, **loader_kw)
     else:
         log.warning("no validation cases: the training loss drives the schedule")
+    region_sums = _region_sums(val_entries, config, device)
 
     net: ResidualDoseNet = build_model(config.model, seed=config.seed)
     if state is not None:
@@ -736,6 +771,7 @@ def _train(
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
 
     start_epoch, best_loss, best_epoch, bad_epochs = 0, math.inf, -1, 0
+    best_score: GoalScore | None = None
     history: list[dict[str, float]] = []
     if state is not None:
         optimizer.load_state_dict(state["optimizer_state"])
@@ -746,6 +782,9 @@ def _train(
         best_loss, best_epoch = float(state["best_loss"]), int(state["best_epoch"])
         bad_epochs = int(state["bad_epochs"])
         history = [dict(row) for row in state["history"]]
+        if state.get("best_score") is not None:
+            missed, total, ratio = state["best_score"]
+            best_score = GoalScore(int(missed), int(total), float(ratio))
 
     parameters = count_parameters(net)
     training_info = {
@@ -807,29 +846,41 @@ def _train(
         train_loss = train_sum / max(train_n, 1.0)
 
         val_loss = math.nan
+        score: GoalScore | None = None
         if val_loader is not None:
             # the bare network, not the DDP wrapper: ranks may hold different numbers of
             # validation batches, so nothing here may be a collective operation
             evaluated.eval()
             totals = [0.0, 0.0]
+            if region_sums is not None:
+                region_sums.reset()
             with torch.no_grad():
                 for batch in val_loader:
                     packs = batch_packs([s.to(device) for s in batch["slabs"]], pack)
                     target = batch["target"].to(device)
                     with autocast():
                         pred = evaluated(packs, batch["vdk"].to(device))
-                    loss = _loss(pred, target, batch["body"].to(device),
-                                 batch["vdk"].to(device), config, batch["labels"].to(device))
+                    vdk, labels = batch["vdk"].to(device), batch["labels"].to(device)
+                    loss = _loss(pred, target, batch["body"].to(device), vdk, config, labels)
                     totals[0] += float(loss) * len(target)
                     totals[1] += len(target)
+                    if region_sums is not None:
+                        region_sums.add(batch["case"], labels, pred, vdk, target)
             val_sum, val_n = _all_reduce_sum(totals, ctx)
             val_loss = val_sum / max(val_n, 1.0)
+            if region_sums is not None:
+                if ctx.enabled:
+                    region_sums.reduce(torch.distributed.all_reduce)
+                score = region_sums.score()
 
         monitor = val_loss if val_loader is not None else train_loss
         scheduler.step(monitor)
-        improved = monitor < best_loss
+        if config.select_by == "goals" and score is not None:
+            improved = score.better_than(best_score)
+        else:
+            improved = monitor < best_loss
         if improved:
-            best_loss, best_epoch, bad_epochs = monitor, epoch + 1, 0
+            best_loss, best_epoch, bad_epochs, best_score = monitor, epoch + 1, 0, score
         else:
             bad_epochs += 1
         row = {
@@ -840,12 +891,16 @@ def _train(
             "seconds": time.perf_counter() - t0,
             "best": int(improved),
         }
+        if score is not None:
+            row.update(val_goals_missed=score.missed, val_goals=score.total,
+                       val_goal_ratio=score.ratio)
         history.append(row)
         stop = config.early_stopping > 0 and bad_epochs >= config.early_stopping
         if ctx.main:
             info = dict(
                 training_info, epochs=epoch + 1, best_epoch=best_epoch, best_loss=best_loss,
                 history=history,
+                best_val_goals=None if best_score is None else list(best_score.goals),
             )
             if improved:
                 record = model_record(
@@ -869,6 +924,8 @@ def _train(
                     "scaler_state": scaler.state_dict() if use_scaler else {},
                     "best_loss": best_loss,
                     "best_epoch": best_epoch,
+                    "best_score": None if best_score is None else [
+                        best_score.missed, best_score.total, best_score.ratio],
                     "bad_epochs": bad_epochs,
                     "history": history,
                     "normalization": normalization.to_dict(),
@@ -880,9 +937,11 @@ def _train(
                 },
             )
             _write_log(paths["log"], history)
+            goals = "" if score is None else (
+                f" goals missed {score.missed}/{score.total} ratio {score.ratio:.3f}")
             log.info(
-                "epoch %d/%d train %.4g val %.4g lr %.2g%s", epoch + 1, config.epochs,
-                train_loss, val_loss, row["lr"], " *" if improved else "",
+                "epoch %d/%d train %.4g val %.4g%s lr %.2g%s", epoch + 1, config.epochs,
+                train_loss, val_loss, goals, row["lr"], " *" if improved else "",
             )
             if on_epoch is not None:
                 on_epoch(row)
@@ -908,6 +967,7 @@ def _train(
         history=history,
         normalization=normalization,
         net=evaluated,
+        best_score=best_score,
     )
 
 
@@ -930,6 +990,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lesion-weight", type=float, default=d.lesion_weight)
     p.add_argument("--lesion-min-voxels", type=int, default=None)
     p.add_argument("--ema", type=float, default=d.ema_decay)
+    p.add_argument("--select-by", choices=SELECT_BY, default=d.select_by)
     p.add_argument("--early-stopping", type=int, default=d.early_stopping)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=d.workers)
@@ -962,9 +1023,9 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
             organ_weight=args.region_weight, organ_floor=args.region_floor, ema_decay=args.ema,
             lesion_weight=args.lesion_weight, lesion_min_voxels=args.lesion_min_voxels,
-            early_stopping=args.early_stopping, seed=args.seed, workers=args.workers,
-            amp=args.amp, device=args.device, augment=not args.no_augment, model=model_cfg,
-            max_batches=args.max_batches, single_constant=args.single_constant,
+            select_by=args.select_by, early_stopping=args.early_stopping, seed=args.seed,
+            workers=args.workers, amp=args.amp, device=args.device, augment=not args.no_augment,
+            model=model_cfg, max_batches=args.max_batches, single_constant=args.single_constant,
         )
         result = train(args.dataset_dir, args.out, config, resume=args.resume,
                        overwrite=args.overwrite, progress=rank == 0)

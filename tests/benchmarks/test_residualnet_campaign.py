@@ -55,3 +55,5 @@ def test_model_presets_and_run_tags():
     assert campaign.run_tag("medium", "mde", None, 0.99) == "medium-mde-ema0.99"
     assert campaign.run_tag("medium", "poisson-mde", None, 0.0, 4.0, 1) == \
         "medium-poisson-mde-lw4-lv1"
+    assert campaign.run_tag("medium", "poisson-mde", None, 0.0, 4.0, 1, "goals") == \
+        "medium-poisson-mde-lw4-lv1-sg"

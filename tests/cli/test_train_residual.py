@@ -37,6 +37,7 @@ def test_train_and_resume(dataset, tmp_path, capsys):
     assert main(["train-residual", str(dataset), "--out", str(out), "--epochs", "1", *TINY]) == 0
     text = capsys.readouterr().out
     assert "epoch 1/1" in text and f"model {out}" in text and "parameters" in text
+    assert "goals missed" in text  # the validation case's standing against the goals
     for suffix in (".ckpt", ".log.csv", ".loss.png"):
         assert out.with_suffix(suffix).exists()
     model = load_model(out, expected_voxel_mm=(4, 4, 4), expected_nuclide="Lu-177")
@@ -57,11 +58,13 @@ def test_region_weight_and_weight_average_reach_the_model_file(dataset, tmp_path
     out = tmp_path / "model.pt"
     assert main(["train-residual", str(dataset), "--out", str(out), "--epochs", "1",
                  "--loss", "poisson-mde", "--region-weight", "0.01", "--region-floor", "0.02",
-                 "--ema", "0.9", "--lesion-weight", "4", "--lesion-min-voxels", "1", *TINY]) == 0
+                 "--ema", "0.9", "--lesion-weight", "4", "--lesion-min-voxels", "1",
+                 "--select-by", "goals", *TINY]) == 0
     config = load_model(out).training["config"]
     assert (config["loss"], config["organ_weight"]) == ("poisson-mde", 0.01)
     assert (config["organ_floor"], config["ema_decay"]) == (0.02, 0.9)
     assert (config["lesion_weight"], config["lesion_min_voxels"]) == (4.0, 1)
+    assert config["select_by"] == "goals"
 
 
 @pytest.mark.parametrize(
@@ -73,6 +76,7 @@ def test_region_weight_and_weight_average_reach_the_model_file(dataset, tmp_path
         (["{ds}", "--resume"], "checkpoint"),
         (["{ds}", "--ema", "1"], "--ema"),
         (["{ds}", "--lesion-min-voxels", "0"], "--lesion-min-voxels"),
+        (["{ds}", "--select-by", "dice"], "--select-by"),
     ],
 )
 def test_bad_input_is_one_line(dataset, tmp_path, capsys, args, message):

@@ -69,9 +69,9 @@ def test_lesion_size_rows_are_extra_and_not_goals():
     from residualnet.evaluate import (
         LARGE_LESION_ML,
         LESION_SIZE_CLASSES,
-        _goals,
         _markdown,
-        _summary,
+        accuracy_goals,
+        summarize,
     )
 
     assert LARGE_LESION_ML == pytest.approx(4.18879, rel=1e-5)  # sphere of 20 mm diameter
@@ -87,7 +87,7 @@ def test_lesion_size_rows_are_extra_and_not_goals():
         "tumour/lesion_2_body": region(0.3, 0.60, 0.50),
         "tumour/lesion_3_liver": region(1.0, 0.35, 0.30),
     }}]  # fmt: skip
-    summary = _summary(cases, ["vdk", "cnn"])
+    summary = summarize(cases, ["vdk", "cnn"])
     assert summary["tumour"]["cnn"]["mde"]["n"] == 3
     assert summary["tumour"]["cnn"]["mde"]["mean"] == pytest.approx(0.28)
     # every lesion in exactly one size row
@@ -95,11 +95,11 @@ def test_lesion_size_rows_are_extra_and_not_goals():
                                                     "n": 1}
     assert summary["tumour_10_20mm"]["cnn"]["mde"]["mean"] == pytest.approx(0.30)
     assert summary["tumour_lt10mm"]["vdk"]["mde"]["mean"] == pytest.approx(0.60)
-    goals = _goals(summary)
+    goals = accuracy_goals(summary)
     assert {g["region"] for g in goals} == {"liver", "tumour"}
     # the per-case lesion row gives an extra halving check, not counted in the goals
     cases[0]["regions"]["tumour_per_case"] = region(31.3, 0.12, 0.05)
-    extra = [g for g in _goals(_summary(cases, ["vdk", "cnn"])) if g.get("extra")]
+    extra = [g for g in accuracy_goals(summarize(cases, ["vdk", "cnn"])) if g.get("extra")]
     assert [(g["region"], g["passed"]) for g in extra] == [("tumour_per_case", True)]
     assert extra[0]["reference"] == pytest.approx(0.06)
     from residualnet.evaluate import counted_goals

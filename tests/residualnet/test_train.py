@@ -147,6 +147,9 @@ def test_ddp_two_processes_gloo(tiny_config, tiny_dataset, tmp_path):
     r1 = json.loads((tmp_path / "rank1.json").read_text())
     # all-reduced losses and DDP-synchronised weights are the same on both ranks
     assert r0["history"][0]["train_loss"] == r1["history"][0]["train_loss"]
+    # each rank validates its share; the region sums are all-reduced before the goals
+    assert r0["history"][0]["val_goals"] == 13
+    assert r0["history"][0]["val_goal_ratio"] == r1["history"][0]["val_goal_ratio"]
     assert r0["checksum"] == pytest.approx(r1["checksum"], rel=1e-12)
     model = load_model(out)
     assert model.training["world_size"] == 2

@@ -64,6 +64,11 @@ def _import_train():
               show_default=True,
               help="Decay of the weights' moving average, validated and saved (0: off; "
                    "e.g. 0.999).")
+@click.option("--select-by", type=click.Choice(["loss", "goals"]), default="loss",
+              show_default=True,
+              help="Best epoch (model file, early stopping) by the validation loss, or by the "
+                   "validation cases' accuracy goals: fewest missed, then the lowest mean "
+                   "ratio of CNN value to goal threshold.")
 @click.option("--early-stopping", type=click.IntRange(min=0), default=20, show_default=True,
               help="Stop after this many epochs without validation improvement (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from MODEL's checkpoint (model.ckpt).")
@@ -90,7 +95,8 @@ def _import_train():
 @click.option("--single-constant", is_flag=True,
               help="One normalisation constant for SPECT and dose, as the paper.")
 def train_residual(dataset_dir, out, epochs, batch_size, lr, loss, region_weight, region_floor,
-                   lesion_weight, lesion_min_voxels, ema, early_stopping, resume, overwrite,
+                   lesion_weight, lesion_min_voxels, ema, select_by, early_stopping, resume,
+                   overwrite,
                    seed, device, amp, workers, no_augment, width, levels, pack_size,
                    stem_channels, max_batches, single_constant) -> None:
     """Train the residual CNN (DblurDoseNet-style) on DATASET_DIR's train/val split."""
@@ -103,7 +109,8 @@ def train_residual(dataset_dir, out, epochs, batch_size, lr, loss, region_weight
     config = train_module.TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, organ_weight=region_weight,
         organ_floor=region_floor, lesion_weight=lesion_weight,
-        lesion_min_voxels=lesion_min_voxels, ema_decay=ema, early_stopping=early_stopping,
+        lesion_min_voxels=lesion_min_voxels, ema_decay=ema, select_by=select_by,
+        early_stopping=early_stopping,
         seed=seed, device=device, amp=amp, workers=workers, augment=not no_augment,
         max_batches=max_batches, single_constant=single_constant, model=model,
     )
@@ -111,6 +118,9 @@ def train_residual(dataset_dir, out, epochs, batch_size, lr, loss, region_weight
     def report(row: dict) -> None:
         val = row["val_loss"]
         val_text = f"{val:.4g}" if math.isfinite(val) else "—"
+        if "val_goals" in row:
+            val_text += (f"  goals missed {int(row['val_goals_missed'])}/"
+                         f"{int(row['val_goals'])} (ratio {row['val_goal_ratio']:.3f})")
         click.echo(
             f"epoch {int(row['epoch'])}/{epochs}  train {row['train_loss']:.4g}  "
             f"val {val_text}  lr {row['lr']:.2g}  {row['seconds']:.1f} s"
