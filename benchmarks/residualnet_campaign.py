@@ -191,6 +191,16 @@ def run_tag(model: str, loss: str, region_weight: float | None = None, ema: floa
     return tag
 
 
+def best_epoch_text(result: Any, select_by: str) -> str:
+    """How the kept epoch was chosen, for the results' Markdown header."""
+    score = result.best_score
+    if select_by == "goals" and score is not None:
+        return (f"best epoch {result.best_epoch} by the validation goals ({score.missed} of "
+                f"{score.total} missed, mean ratio to threshold {score.ratio:.3f}; validation "
+                f"loss {result.best_loss:.4g})")
+    return f"best validation loss {result.best_loss:.4g} at epoch {result.best_epoch}"
+
+
 def _timings(work: Path) -> dict[str, float]:
     path = work / "timings.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -207,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from benchmarks.suite import machine
     from residualnet.evaluate import evaluate
+    from residualnet.modelfile import load_model
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -254,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
             "best_validation_loss": result.best_loss,
+            # the kept epoch's goals on the validation cases (select_by="goals" or not)
+            "best_validation_goals": load_model(model_path).training.get("best_val_goals"),
             "history": history,
         },
         "seconds": seconds,
@@ -273,8 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.histories:.3g} MC decays per case (truth and MC-on-SPECT), "
         f"SPECT protocol `{args.spect}`",
         f"- model: `{args.model}` ({result.parameters:,} parameters), loss `{args.loss}`, "
-        f"{result.epochs_run} "
-        f"epochs, best validation loss {result.best_loss:.4g} at epoch {result.best_epoch}",
+        f"{result.epochs_run} epochs, {best_epoch_text(result, args.select_by)}",
         "- wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items()),
         f"- command: `{record['command']}`",
         "",

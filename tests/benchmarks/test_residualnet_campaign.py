@@ -24,6 +24,8 @@ def test_campaign_writes_the_table_with_the_machine_and_resumes(tmp_path, monkey
     assert record["dataset"]["cases_per_split"]["test"] >= 1
     assert record["dataset"]["parameters"]["histories"] == 3000
     assert record["training"]["epochs_run"] == 1
+    # the kept epoch's standing against the goals on the validation cases
+    assert {g["region"] for g in record["training"]["best_validation_goals"]} >= {"liver"}
     evaluation = record["evaluation"]
     # the test cases got MC on the SPECT, so the table has all three methods
     assert evaluation["methods"] == ["vdk", "mc_spect", "cnn"]
@@ -37,6 +39,19 @@ def test_campaign_writes_the_table_with_the_machine_and_resumes(tmp_path, monkey
     assert again["evaluation"]["summary"] == first
     assert again["seconds"]["dataset"] == record["seconds"]["dataset"] > 0  # from the manifest
     assert again["seconds"]["mc_spect_test"] == record["seconds"]["mc_spect_test"] > 0
+
+
+def test_best_epoch_text_says_how_the_epoch_was_chosen():
+    from types import SimpleNamespace
+
+    from residualnet.validation import GoalScore
+
+    result = SimpleNamespace(best_epoch=7, best_loss=0.0123, best_score=GoalScore(2, 13, 0.5614))
+    assert campaign.best_epoch_text(result, "loss") == \
+        "best validation loss 0.0123 at epoch 7"
+    assert campaign.best_epoch_text(result, "goals") == (
+        "best epoch 7 by the validation goals (2 of 13 missed, mean ratio to threshold 0.561; "
+        "validation loss 0.0123)")
 
 
 def test_model_presets_and_run_tags():
