@@ -7,7 +7,9 @@ has it, Monte Carlo on the SPECT image (``dose/mc_spect``).  Regions are the pap
 (:func:`mcdose.metrics.standard_regions`): healthy liver, liver, each lesion, spleen, left
 and right kidney, and the whole body.  MDE and NRMSE follow Li et al., DblurDoseNet, Med.
 Phys. 49 (2022) 1216; the summary gives, per region class and method, the mean and range
-over cases (over lesions for ``tumour``), as that paper's Tables I and II.
+over cases (over lesions for ``tumour``), as that paper's Tables I and II; each accuracy goal
+also gets a bootstrap over the cases (:func:`goal_uncertainty`), how sure the few test cases
+make it.
 
 Output folder::
 
@@ -46,7 +48,7 @@ from residualnet.infer import predict_case
 from residualnet.modelfile import load_model
 
 __all__ = ["EVALUATION_DATASETS", "PAPER_TABLES", "accuracy_goals", "counted_goals", "evaluate",
-           "format_summary_table", "scored_regions", "summarize"]
+           "format_summary_table", "goal_uncertainty", "scored_regions", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -204,23 +206,74 @@ def accuracy_goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
         for metric in ("mde", "nrmse"):
             cnn, vdk = row["cnn"][metric]["mean"], row["vdk"][metric]["mean"]
             goals.append({"goal": f"CNN {metric.upper()} < VDK {metric.upper()}", "region": cls,
-                          "cnn": cnn, "reference": vdk, "passed": bool(cnn < vdk)})
+                          "cnn": cnn, "reference": vdk, "passed": bool(cnn < vdk),
+                          "metric": metric, "against": "vdk", "factor": 1.0,
+                          "comparison": "<"})
         if cls == "tumour":
             goals.append(_halving_goal(cls, row))
         if "mc_spect" in row:
             cnn, ref = row["cnn"]["nrmse"]["mean"], row["mc_spect"]["nrmse"]["mean"]
             goals.append({"goal": "CNN NRMSE < MC-on-SPECT NRMSE", "region": cls, "cnn": cnn,
-                          "reference": ref, "passed": bool(cnn < ref)})
+                          "reference": ref, "passed": bool(cnn < ref), "metric": "nrmse",
+                          "against": "mc_spect", "factor": 1.0, "comparison": "<"})
     extra = summary.get(ALL_LESIONS)
     if extra and "cnn" in extra and "vdk" in extra:
         goals.append({**_halving_goal(ALL_LESIONS, extra), "extra": True})
     return goals
 
 
+#: draws of the goals' bootstrap over cases (:func:`goal_uncertainty`) and their seed
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
 def _halving_goal(cls: str, row: dict[str, Any]) -> dict[str, Any]:
     cnn, vdk = row["cnn"]["mde"]["mean"], row["vdk"]["mde"]["mean"]
     return {"goal": "CNN MDE <= 0.5 x VDK MDE", "region": cls, "cnn": cnn,
-            "reference": 0.5 * vdk, "passed": bool(cnn <= 0.5 * vdk)}
+            "reference": 0.5 * vdk, "passed": bool(cnn <= 0.5 * vdk), "metric": "mde",
+            "against": "vdk", "factor": 0.5, "comparison": "<="}
+
+
+def goal_uncertainty(cases: list[dict[str, Any]], goals: list[dict[str, Any]], *,
+                     resamples: int = BOOTSTRAP_RESAMPLES,
+                     seed: int = BOOTSTRAP_SEED) -> None:
+    """Add to every goal how sure the test cases make it: a bootstrap over cases.
+
+    A goal compares the CNN's mean over a class (over cases, over lesions for the lesion
+    rows) with a threshold (``factor`` × the reference method's mean).  The cases are drawn
+    ``resamples`` times with replacement (all lesions of a drawn case come with it) and the
+    ratio CNN / threshold is recomputed on each draw.
+
+    Parameters
+    ----------
+    cases
+        Per-case region metrics, as in ``report.json``.
+    goals
+        Goals from :func:`accuracy_goals`; each gets, in place, ``ratio`` (CNN /
+        threshold), ``ratio_ci95`` (the 2.5 and 97.5 percentiles over the draws) and
+        ``met_fraction`` (share of draws where the goal is met).
+    resamples, seed
+        Draws and the seed of their generator (the result is reproducible).
+    """
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(cases), size=(resamples, len(cases))) if cases else None
+    for goal in goals:
+        cls, metric = goal["region"], goal["metric"]
+        sums = np.zeros((len(cases), 3))  # per case: Σ CNN, Σ reference, count
+        for i, case in enumerate(cases):
+            for name, entry in case["regions"].items():
+                if _in_class(name, entry, cls) and "cnn" in entry and goal["against"] in entry:
+                    sums[i] += (entry["cnn"][metric], entry[goal["against"]][metric], 1.0)
+        threshold = goal["reference"]  # already factor × the reference mean
+        goal["ratio"] = goal["cnn"] / threshold if threshold > 0 else math.inf
+        if draws is None:
+            continue
+        picked = sums[draws].sum(axis=1)  # (resamples, 3)
+        valid = (picked[:, 2] > 0) & (picked[:, 1] > 0)
+        ratio = picked[valid, 0] / (goal["factor"] * picked[valid, 1])
+        met = ratio < 1.0 if goal["comparison"] == "<" else ratio <= 1.0
+        goal["ratio_ci95"] = [float(np.percentile(ratio, 2.5)), float(np.percentile(ratio, 97.5))]
+        goal["met_fraction"] = float(met.mean())
 
 
 def counted_goals(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -357,11 +410,20 @@ def _markdown(report: dict[str, Any]) -> str:
                          f" | {paper_text} |")
         lines.append("")
     lines += ["## Goals", ""]
+    if any("ratio_ci95" in g for g in report["goals"]):
+        lines += ["ratio: CNN / threshold (< 1 met); 95 % CI and share of draws met from "
+                  f"{BOOTSTRAP_RESAMPLES} bootstrap draws of the cases (with their lesions), "
+                  "how sure the test cases make each goal.", ""]
     for g in report["goals"]:
         mark = "x" if g["passed"] else " "
         extra = " (extra, not counted)" if g.get("extra") else ""
+        sure = ""
+        if "ratio_ci95" in g:
+            low, high = g["ratio_ci95"]
+            sure = (f"; ratio {g['ratio']:.2f} (95 % CI {low:.2f}–{high:.2f}, met in "
+                    f"{100 * g['met_fraction']:.0f} % of draws)")
         lines.append(f"- [{mark}] {g['goal']} — {_title(g['region'])}: "
-                     f"{100 * g['cnn']:.2f} % vs {100 * g['reference']:.2f} %{extra}")
+                     f"{100 * g['cnn']:.2f} % vs {100 * g['reference']:.2f} %{sure}{extra}")
     if not report["goals"]:
         lines.append("- (no region with both VDK and CNN)")
     lines += ["", "## Inference time", ""]
@@ -505,6 +567,8 @@ def evaluate(
             advance(1)
     methods = [m for m in METHODS if m in methods_seen]
     summary = summarize(cases, methods)
+    goals = accuracy_goals(summary)
+    goal_uncertainty(cases, goals)
     report: dict[str, Any] = {
         "model": str(model_path),
         "model_parameters": model.parameters,
@@ -522,7 +586,8 @@ def evaluate(
             "source": "Li et al., DblurDoseNet, Med. Phys. 49 (2022) 1216",
         },
         "summary": summary,
-        "goals": accuracy_goals(summary),
+        "goals": goals,
+        "bootstrap": {"over": "cases", "resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED},
         "cases": cases,
         "figures": figure_files,
         "paper": PAPER_TABLES,

@@ -56,7 +56,12 @@ def test_report(tiny_dataset, model_path, tmp_path):
     assert per_case["mean"] == pytest.approx(mde(vdk, truth, regions["tumour_per_case"]))
     # goals are evaluated and reported
     assert any(g["goal"] == "CNN MDE <= 0.5 x VDK MDE" for g in report["goals"])
+    # one test case: every bootstrap draw is that case, so the interval is the point
+    assert report["bootstrap"]["over"] == "cases"
+    for g in report["goals"]:
+        assert g["ratio_ci95"] == pytest.approx([g["ratio"]] * 2)
     markdown = (out / "report.md").read_text()
+    assert "95 % CI" in markdown
     assert "cf. paper Table I" in markdown and "13.7 / 13.2 / 5.5" in markdown
     table = format_summary_table(report)
     assert table.splitlines()[1].split() == ["region", "VDK", "MC-SPECT", "CNN", "VDK",
@@ -124,3 +129,38 @@ def test_errors_before_writing(tiny_dataset, tiny_config, tmp_path):
     with pytest.raises(InputError, match="no cases in split 'dev'"):
         evaluate(tiny_dataset, other, tmp_path / "r2", split="dev")
     assert not (tmp_path / "r2").exists()
+
+
+def test_goal_uncertainty_is_a_bootstrap_over_cases():
+    from residualnet.evaluate import accuracy_goals, goal_uncertainty, summarize
+
+    def case(name, lesion_cnn):
+        def region(vdk, cnn):
+            return {"volume_ml": 30.0, "vdk": {"mde": vdk, "nrmse": vdk},
+                    "cnn": {"mde": cnn, "nrmse": cnn}}
+
+        return {"case": name, "regions": {"liver": region(0.04, 0.01),
+                                          "tumour/lesion_1_liver": region(0.20, lesion_cnn)}}
+
+    # identical cases: every draw gives the point estimate
+    same = [case("a", 0.08), case("b", 0.08)]
+    goals = accuracy_goals(summarize(same, ["vdk", "cnn"]))
+    goal_uncertainty(same, goals, resamples=50)
+    halving = next(g for g in goals if g["comparison"] == "<=")
+    assert halving["ratio"] == pytest.approx(0.8)  # 0.08 / (0.5 × 0.20)
+    for g in goals:
+        assert g["ratio_ci95"] == pytest.approx([g["ratio"]] * 2) and g["met_fraction"] == 1.0
+
+    # two cases, lesion ratios 0.4 and 1.5 to the halving threshold: draws aa, ab, bb give
+    # 0.4, 0.95, 1.5 with probabilities 1/4, 1/2, 1/4, so the goal is met in 3/4 of them
+    mixed = [case("a", 0.04), case("b", 0.15)]
+    goals = accuracy_goals(summarize(mixed, ["vdk", "cnn"]))
+    goal_uncertainty(mixed, goals, resamples=4000, seed=3)
+    halving = next(g for g in goals if g["comparison"] == "<=")
+    assert halving["passed"] and halving["ratio"] == pytest.approx(0.95)
+    assert halving["ratio_ci95"] == pytest.approx([0.4, 1.5])
+    sigma = (0.75 * 0.25 / 4000) ** 0.5
+    assert abs(halving["met_fraction"] - 0.75) < 4 * sigma
+    again = accuracy_goals(summarize(mixed, ["vdk", "cnn"]))
+    goal_uncertainty(mixed, again, resamples=4000, seed=3)
+    assert again == goals  # a fixed seed reproduces the draws
