@@ -48,7 +48,7 @@ from residualnet.infer import predict_case
 from residualnet.modelfile import load_model
 
 __all__ = ["EVALUATION_DATASETS", "PAPER_TABLES", "accuracy_goals", "counted_goals", "evaluate",
-           "format_summary_table", "goal_uncertainty", "scored_regions", "summarize"]
+           "format_summary_table", "goal_ratio", "goal_uncertainty", "scored_regions", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,9 @@ SUMMARY_CLASSES = ("healthy_liver", "liver", "tumour", "tumour_lt10mm", "tumour_
 #: region of every case: the union of its lesions, one value per case (the lesion mean dose
 #: weighted by volume); the paper's tables give means over test phantoms
 ALL_LESIONS = "tumour_per_case"
+#: draws of the goals' bootstrap over cases (:func:`goal_uncertainty`) and their seed
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
 #: rows the issue's accuracy goals are checked on (the lesion size rows and ``body`` are extra)
 GOAL_CLASSES = ("healthy_liver", "liver", "tumour", "spleen", "kidney_left", "kidney_right")
 #: row headings where the class name is not enough
@@ -203,35 +206,34 @@ def accuracy_goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
         row = summary.get(cls)
         if not row or "cnn" not in row or "vdk" not in row:
             continue
-        for metric in ("mde", "nrmse"):
-            cnn, vdk = row["cnn"][metric]["mean"], row["vdk"][metric]["mean"]
-            goals.append({"goal": f"CNN {metric.upper()} < VDK {metric.upper()}", "region": cls,
-                          "cnn": cnn, "reference": vdk, "passed": bool(cnn < vdk),
-                          "metric": metric, "against": "vdk", "factor": 1.0,
-                          "comparison": "<"})
+        goals += [_goal(cls, row, "mde", "vdk"), _goal(cls, row, "nrmse", "vdk")]
         if cls == "tumour":
-            goals.append(_halving_goal(cls, row))
+            goals.append(_goal(cls, row, "mde", "vdk", factor=0.5))
         if "mc_spect" in row:
-            cnn, ref = row["cnn"]["nrmse"]["mean"], row["mc_spect"]["nrmse"]["mean"]
-            goals.append({"goal": "CNN NRMSE < MC-on-SPECT NRMSE", "region": cls, "cnn": cnn,
-                          "reference": ref, "passed": bool(cnn < ref), "metric": "nrmse",
-                          "against": "mc_spect", "factor": 1.0, "comparison": "<"})
+            goals.append(_goal(cls, row, "nrmse", "mc_spect"))
     extra = summary.get(ALL_LESIONS)
     if extra and "cnn" in extra and "vdk" in extra:
-        goals.append({**_halving_goal(ALL_LESIONS, extra), "extra": True})
+        goals.append({**_goal(ALL_LESIONS, extra, "mde", "vdk", factor=0.5), "extra": True})
     return goals
 
 
-#: draws of the goals' bootstrap over cases (:func:`goal_uncertainty`) and their seed
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
+def _goal(cls: str, row: dict[str, Any], metric: str, against: str,
+          factor: float = 1.0) -> dict[str, Any]:
+    """One goal: the CNN's mean ``metric`` below ``against``'s (at most ``factor`` × it when
+    ``factor`` < 1, as the lesion halving)."""
+    cnn, reference = row["cnn"][metric]["mean"], factor * row[against][metric]["mean"]
+    comparison = "<" if factor == 1.0 else "<="
+    scale = "" if factor == 1.0 else f"{factor:g} x "
+    name = metric.upper()
+    return {"goal": f"CNN {name} {comparison} {scale}{METHODS[against]} {name}", "region": cls,
+            "cnn": cnn, "reference": reference,
+            "passed": bool(cnn < reference if comparison == "<" else cnn <= reference),
+            "metric": metric, "against": against, "factor": factor, "comparison": comparison}
 
 
-def _halving_goal(cls: str, row: dict[str, Any]) -> dict[str, Any]:
-    cnn, vdk = row["cnn"]["mde"]["mean"], row["vdk"]["mde"]["mean"]
-    return {"goal": "CNN MDE <= 0.5 x VDK MDE", "region": cls, "cnn": cnn,
-            "reference": 0.5 * vdk, "passed": bool(cnn <= 0.5 * vdk), "metric": "mde",
-            "against": "vdk", "factor": 0.5, "comparison": "<="}
+def goal_ratio(goal: dict[str, Any]) -> float:
+    """CNN value / goal threshold (``reference``, already × ``factor``); < 1 where met."""
+    return goal["cnn"] / goal["reference"] if goal["reference"] > 0 else math.inf
 
 
 def goal_uncertainty(cases: list[dict[str, Any]], goals: list[dict[str, Any]], *,
@@ -264,8 +266,7 @@ def goal_uncertainty(cases: list[dict[str, Any]], goals: list[dict[str, Any]], *
             for name, entry in case["regions"].items():
                 if _in_class(name, entry, cls) and "cnn" in entry and goal["against"] in entry:
                     sums[i] += (entry["cnn"][metric], entry[goal["against"]][metric], 1.0)
-        threshold = goal["reference"]  # already factor × the reference mean
-        goal["ratio"] = goal["cnn"] / threshold if threshold > 0 else math.inf
+        goal["ratio"] = goal_ratio(goal)
         if draws is None:
             continue
         picked = sums[draws].sum(axis=1)  # (resamples, 3)

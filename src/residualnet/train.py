@@ -80,11 +80,11 @@ __all__ = ["TrainConfig", "TrainResult", "main", "output_paths", "train"]
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "residualnet-checkpoint"
+CHECKPOINT_VERSION = 1
 #: ways to choose the best epoch (see :class:`TrainConfig` ``select_by``)
 SELECT_BY = ("loss", "goals")
 #: log columns of the validation goals (:mod:`residualnet.validation`)
 GOAL_COLUMNS = ("val_goals_missed", "val_goals", "val_goal_ratio")
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -514,7 +514,7 @@ def _region_sums(val_entries: list[CaseEntry], config: TrainConfig,
     if not val_entries or unlabelled:
         return None
     return RegionSums(
-        [m.label_names or {} for m in metas],
+        [m.label_names for m in metas],
         [math.prod(m.spacing_mm) / 1000.0 for m in metas], device=device,
     )
 

@@ -36,7 +36,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from residualnet.evaluate import accuracy_goals, counted_goals, scored_regions, summarize
+from residualnet.evaluate import (
+    accuracy_goals,
+    counted_goals,
+    goal_ratio,
+    scored_regions,
+    summarize,
+)
 
 __all__ = ["GoalScore", "RegionSums", "SUM_COLUMNS"]
 
@@ -164,7 +170,7 @@ class RegionSums:
         """The goals on the summed cases (see :class:`GoalScore`)."""
         summary = summarize(self.cases(), ["vdk", "cnn"])
         goals = counted_goals({"goals": accuracy_goals(summary)})
-        ratios = [g["cnn"] / g["reference"] if g["reference"] > 0 else math.inf for g in goals]
+        ratios = [goal_ratio(g) for g in goals]
         return GoalScore(
             missed=sum(not g["passed"] for g in goals), total=len(goals),
             ratio=float(np.mean(ratios)) if ratios else math.nan, goals=tuple(goals),
