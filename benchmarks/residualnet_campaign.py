@@ -6,6 +6,12 @@ residual CNN (``residualnet.train``), evaluates VDK, MC-on-SPECT and the CNN aga
 Carlo truth on the test split (``residualnet.evaluate``) and writes the table with the machine
 described to ``benchmarks/results/<date>-<machine>-residualnet-<preset>-<loss>.{json,md,png}``.
 
+With ``--external-cases N`` the trained model is also evaluated on an external test set: N new
+virtual patients from ``--external-seed`` (phantom seeds disjoint from the campaign's), every
+one held out and given MC on the SPECT, in ``<work>/external``; its results go to
+``…-<run>-externalN.{json,md,png}``.  Seven test cases leave wide confidence intervals; the
+external set narrows them without retraining.
+
 Every step is resumable: rerun the same command after an interruption and finished work is
 skipped (case stages, MC-on-SPECT, training epochs from the checkpoint).
 
@@ -102,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-batches", type=int, default=None, help="cap on training batches per epoch"
     )
     p.add_argument("--early-stopping", type=int, default=0)
+    p.add_argument(
+        "--external-cases", type=int, default=0,
+        help="also evaluate on this many new virtual patients, all held out (0: off)",
+    )
+    p.add_argument(
+        "--external-seed", type=int, default=5000,
+        help="campaign seed of the external test set (its phantom seeds must not overlap)",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
     p.add_argument("--machine", default=None, help="machine name in the file names")
@@ -116,17 +130,24 @@ def _spect_protocol(name: str) -> dict[str, Any] | None:
     return dict(DEMO_SPECT_PROTOCOL)
 
 
-def build(args: argparse.Namespace, dataset: Path) -> None:
-    """Dataset stages phantom → SPECT → MC → VDK."""
+def build(args: argparse.Namespace, dataset: Path, *, external: bool = False) -> None:
+    """Dataset stages phantom → SPECT → MC → VDK.
+
+    ``external``: the external test set instead — ``--external-cases`` cases from
+    ``--external-seed``, every case in the test split, with MC on the SPECT.
+    """
     from mcdose.dataset import build_dataset
 
+    cases, seed = (args.external_cases, args.external_seed) if external else (args.cases,
+                                                                               args.seed)
     summary = build_dataset(
-        dataset, cases=args.cases, preset=args.preset, seed=args.seed,
+        dataset, cases=cases, preset=args.preset, seed=seed,
         histories=int(args.histories), workers=1, progress=True, device=args.device,
         spect_protocol=_spect_protocol(args.spect), spect_backend=args.spect_backend,
         vdk_options=(
             {"histories": int(args.kernel_histories)} if args.kernel_histories else None
         ),
+        **({"mc_spect": True, "split_fractions": (0.0, 0.0, 1.0)} if external else {}),
     )  # fmt: skip
     summary.print()
     if summary.failed:
@@ -213,8 +234,57 @@ def _add_time(work: Path, step: str, seconds: float) -> None:
     write_json(work / "timings.json", timings, indent=1)
 
 
+def _check_external(args: argparse.Namespace) -> None:
+    """The external set's phantom seeds must not meet the training campaign's."""
+    if args.external_cases < 0:
+        raise SystemExit(f"--external-cases must be >= 0, got {args.external_cases}")
+    if args.external_cases and (args.external_seed < args.seed + args.cases
+                                and args.seed < args.external_seed + args.external_cases):
+        raise SystemExit(
+            f"--external-seed {args.external_seed}: phantom seeds {args.external_seed}…"
+            f"{args.external_seed + args.external_cases - 1} overlap the campaign's "
+            f"{args.seed}…{args.seed + args.cases - 1}"
+        )
+
+
+def _cases_per_split(manifest: dict[str, Any]) -> dict[str, int]:
+    splits: dict[str, int] = {}
+    for case in manifest["cases"]:
+        splits[case["split"]] = splits.get(case["split"], 0) + 1
+    return splits
+
+
+def _stage_seconds(manifest: dict[str, Any]) -> float:
+    """Summed time of the case stages recorded in a dataset manifest (s)."""
+    return sum(
+        float(stage.get("seconds") or 0.0)
+        for case in manifest["cases"]
+        for stage in case.get("stages", {}).values()
+    )
+
+
+def write_results(out: Path, stem: str, record: dict[str, Any], header: list[str],
+                  report: dict[str, Any], eval_dir: Path) -> None:
+    """``out/stem.json`` (record + the evaluation), ``.md`` (header + report) and ``.png``."""
+    record = {
+        **record,
+        "evaluation": {k: v for k, v in report.items() if k != "cases"},
+        "cases": report.get("cases"),
+    }
+    write_json(out / f"{stem}.json", record, indent=1)
+    body = (eval_dir / "report.md").read_text().split("\n", 1)[1]
+    figures = sorted(eval_dir.glob("slices_*.png"))
+    if figures:
+        shutil.copyfile(figures[0], out / f"{stem}.png")
+        body = body.split("## Figures")[0] + f"## Figure\n\n![{stem}.png]({stem}.png)\n"
+    with atomic_path(out / f"{stem}.md") as tmp:
+        tmp.write_text("\n".join(header) + body)
+    print(f"results: {out / stem}.json, .md")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _check_external(args)
     from benchmarks.suite import machine
     from residualnet.evaluate import evaluate
     from residualnet.modelfile import load_model
@@ -227,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     model_path, eval_dir = work / f"model-{tag}.pt", work / f"evaluation-{tag}"
     build(args, dataset)
     mc_on_spect(args, dataset, work)
+    if args.external_cases:
+        build(args, work / "external", external=True)
     result, train_config = fit(args, dataset, model_path)
     t = time.perf_counter()
     report = evaluate(dataset, model_path, eval_dir, device=args.device, progress=True)
@@ -237,18 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     stem = f"{machine.today()}-{name}-residualnet-{args.preset}-{tag}"
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((dataset / "manifest.json").read_text())
-    splits: dict[str, int] = {}
-    for case in manifest["cases"]:
-        splits[case["split"]] = splits.get(case["split"], 0) + 1
+    splits = _cases_per_split(manifest)
     history = result.history
     # time of the work itself, summed over resumed invocations: the case stages from the
     # manifest, MC-on-SPECT from timings.json, training from the epoch log
     seconds = {
-        "dataset": sum(
-            float(stage.get("seconds") or 0.0)
-            for case in manifest["cases"]
-            for stage in case.get("stages", {}).values()
-        ),
+        "dataset": _stage_seconds(manifest),
         "mc_spect_test": _timings(work).get("mc_spect_test", 0.0),
         "training": sum(float(row["seconds"]) for row in history),
         "evaluation": evaluation_s,
@@ -270,35 +336,59 @@ def main(argv: list[str] | None = None) -> int:
             "history": history,
         },
         "seconds": seconds,
-        "evaluation": {k: v for k, v in report.items() if k != "cases"},
-        "cases": report.get("cases"),
     }
-    write_json(args.out / f"{stem}.json", record, indent=1)
-
     gpu = ", ".join(g["name"] for g in info["gpus"]) or "no GPU"
+    machine_line = (f"- machine: {info['cpu']}, {info['cpus_usable']} usable cores, "
+                    f"{info['memory_GiB']:.1f} GiB, {gpu}; training device `{report['device']}`")
+    model_line = (f"- model: `{args.model}` ({result.parameters:,} parameters), loss "
+                  f"`{args.loss}`, {result.epochs_run} epochs, "
+                  f"{best_epoch_text(result, args.select_by)}")
     header = [
         f"# Residual CNN accuracy campaign — {machine.today()}, {name}",
         "",
-        f"- machine: {info['cpu']}, {info['cpus_usable']} usable cores, "
-        f"{info['memory_GiB']:.1f} GiB, {gpu}; training device `{report['device']}`",
+        machine_line,
         f"- dataset: {args.cases} `{args.preset}` virtual patients "
         f"({', '.join(f'{v} {k}' for k, v in sorted(splits.items()))}), "
         f"{args.histories:.3g} MC decays per case (truth and MC-on-SPECT), "
         f"SPECT protocol `{args.spect}`",
-        f"- model: `{args.model}` ({result.parameters:,} parameters), loss `{args.loss}`, "
-        f"{result.epochs_run} epochs, {best_epoch_text(result, args.select_by)}",
+        model_line,
         "- wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items()),
         f"- command: `{record['command']}`",
         "",
     ]
-    body = (eval_dir / "report.md").read_text().split("\n", 1)[1]
-    figures = sorted(eval_dir.glob("slices_*.png"))
-    if figures:
-        shutil.copyfile(figures[0], args.out / f"{stem}.png")
-        body = body.split("## Figures")[0] + f"## Figure\n\n![{stem}.png]({stem}.png)\n"
-    with atomic_path(args.out / f"{stem}.md") as tmp:
-        tmp.write_text("\n".join(header) + body)
-    print(f"results: {args.out / stem}.json, .md")
+    write_results(args.out, stem, record, header, report, eval_dir)
+
+    if args.external_cases:
+        external = work / "external"
+        ext_dir = work / f"evaluation-{tag}-external{args.external_cases}"
+        t = time.perf_counter()
+        ext_report = evaluate(external, model_path, ext_dir, device=args.device, progress=True)
+        ext_manifest = json.loads((external / "manifest.json").read_text())
+        ext_seconds = {"dataset": _stage_seconds(ext_manifest),
+                       "evaluation": time.perf_counter() - t}
+        ext_record = {
+            **record,
+            "external_test": {"parameters": ext_manifest["parameters"],
+                              "cases": args.external_cases, "seconds": ext_seconds},
+        }
+        ext_header = [
+            f"# Residual CNN on an external test set — {machine.today()}, {name}",
+            "",
+            machine_line,
+            f"- external test set: {args.external_cases} new `{args.preset}` virtual patients "
+            f"(campaign seed {args.external_seed}: phantoms never seen in training or in the "
+            f"choice of epoch), {args.histories:.3g} MC decays per case (truth and "
+            f"MC-on-SPECT), SPECT protocol `{args.spect}`",
+            f"- trained on: {args.cases} virtual patients (seed {args.seed}; "
+            f"{', '.join(f'{v} {k}' for k, v in sorted(splits.items()))})",
+            model_line,
+            "- wall time: " + ", ".join(f"{k} {v / 60:.1f} min"
+                                        for k, v in ext_seconds.items()),
+            f"- command: `{record['command']}`",
+            "",
+        ]
+        write_results(args.out, f"{stem}-external{args.external_cases}", ext_record,
+                      ext_header, ext_report, ext_dir)
     return 0
 
 

@@ -48,7 +48,8 @@ from residualnet.infer import predict_case
 from residualnet.modelfile import load_model
 
 __all__ = ["EVALUATION_DATASETS", "PAPER_TABLES", "accuracy_goals", "counted_goals", "evaluate",
-           "format_summary_table", "goal_ratio", "goal_uncertainty", "scored_regions", "summarize"]
+           "format_summary_table", "goal_ratio", "goal_uncertainty", "scored_regions", "summarize",
+           "summarize_noise_floor", "truth_nrmse_floor"]
 
 log = logging.getLogger(__name__)
 
@@ -140,15 +141,44 @@ def scored_regions(label_names: Any, labels: np.ndarray) -> dict[str, np.ndarray
     return scored
 
 
+def truth_nrmse_floor(truth: np.ndarray, truth_sigma: np.ndarray, mask: np.ndarray) -> float:
+    """The NRMSE a noise-free, exact dose would score against this noisy truth in a region.
+
+    ``√Σσ² / √ΣD²`` over the region: with ``E[Σ(D̂ − D)²] = Σ(D̂ − μ)² + Σσ²`` for a
+    prediction ``D̂`` independent of the truth's noise, every method's NRMSE² carries the
+    truth's noise as this floor², so NRMSE differences shrink as the floor grows.
+
+    Parameters
+    ----------
+    truth
+        Reference dose ``D`` (Gy/s).
+    truth_sigma
+        Its standard error per voxel (Gy/s): ``dose/mc_uncertainty`` (relative) × ``D``.
+    mask
+        Region (bool, the shape of ``truth``).
+
+    Returns
+    -------
+    float
+        The floor as a fraction (NaN for an empty or zero-dose region).
+    """
+    d = truth[mask].astype(np.float64)
+    s = truth_sigma[mask].astype(np.float64)
+    norm = float(np.sum(d * d))
+    return math.sqrt(float(np.sum(s * s)) / norm) if norm > 0 else math.nan
+
+
 def _case_metrics(
     doses: dict[str, np.ndarray], truth: np.ndarray, regions: dict[str, np.ndarray],
-    voxel_ml: float,
+    voxel_ml: float, truth_sigma: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, mask in regions.items():
         voxels = int(mask.sum())
         entry: dict[str, Any] = {"voxels": voxels, "volume_ml": voxels * voxel_ml,
                                  "mean_truth_Gy_s": float(truth[mask].mean())}
+        if truth_sigma is not None:
+            entry["truth_nrmse_floor"] = truth_nrmse_floor(truth, truth_sigma, mask)
         for method, dose in doses.items():
             entry[method] = {"mde": mde(dose, truth, mask), "nrmse": nrmse(dose, truth, mask)}
         entry["dvh"] = {
@@ -197,6 +227,21 @@ def summarize(cases: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]
         if per_method:
             summary[cls] = per_method
     return summary
+
+
+def summarize_noise_floor(cases: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per summary class, mean and range of the truth's NRMSE floor (:func:`truth_nrmse_floor`)
+    over the cases (over lesions for ``tumour``) that carry it; classes without it are left out.
+    """
+    floors: dict[str, dict[str, float]] = {}
+    for cls in SUMMARY_CLASSES:
+        values = [entry["truth_nrmse_floor"] for case in cases
+                  for name, entry in case["regions"].items()
+                  if _in_class(name, entry, cls) and math.isfinite(
+                      entry.get("truth_nrmse_floor", math.nan))]
+        if values:
+            floors[cls] = _stats(values)
+    return floors
 
 
 def accuracy_goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -396,15 +441,24 @@ def _markdown(report: dict[str, Any]) -> str:
         "the goals)",
         "",
     ]
+    floors = report.get("truth_noise_floor") or {}
     for metric, title in (("mde", "Mean-dose error (MDE, %) — cf. paper Table I"),
                           ("nrmse", "NRMSE (%) — cf. paper Table II")):
         lines += [f"## {title}", ""]
-        header = "| region | " + " | ".join(METHODS[m] for m in methods) + " | paper |"
-        lines += [header, "|" + "---|" * (len(methods) + 2)]
+        floor_column = metric == "nrmse" and bool(floors)
+        if floor_column:
+            lines += ["*truth noise*: the NRMSE an exact dose would score against the MC "
+                      "truth, from `dose/mc_uncertainty` (√Σσ² / √ΣD²); every method's "
+                      "NRMSE² contains its square.", ""]
+        header = "| region | " + " | ".join(METHODS[m] for m in methods) + \
+            (" | truth noise" if floor_column else "") + " | paper |"
+        lines += [header, "|" + "---|" * (len(methods) + 2 + floor_column)]
         for cls, row in report["summary"].items():
             paper = PAPER_TABLES[metric].get(cls)
             paper_text = " / ".join(f"{v:.1f}" for v in paper) if paper else "—"
             cells = [_pct(row.get(m, {}).get(metric)) for m in methods]
+            if floor_column:
+                cells.append(_pct(floors.get(cls)))
             count = next(iter(row.values()))[metric]["n"]
             title = f"{_title(cls)} ({count})" if cls.startswith("tumour") else _title(cls)
             lines.append(f"| {title} | " + " | ".join(cells) +
@@ -536,6 +590,8 @@ def evaluate(
             density = read_dataset(path, "density")
             vdk = read_dataset(path, "dose/vdk")
             truth = read_dataset(path, "dose/mc")
+            truth_sigma = (read_dataset(path, "dose/mc_uncertainty") * truth
+                           if "dose/mc_uncertainty" in meta.datasets else None)
             labels = read_dataset(path, "labels")
             voxel_ml = float(np.prod(meta.spacing_mm)) / 1000.0
             t0 = time.perf_counter()
@@ -554,7 +610,7 @@ def evaluate(
                 "file": str(path),
                 "shape": list(meta.shape),
                 "inference_seconds": seconds,
-                "regions": _case_metrics(doses, truth, scored, voxel_ml),
+                "regions": _case_metrics(doses, truth, scored, voxel_ml, truth_sigma),
             })
             if i < figures:
                 z = _figure_slice(labels, regions, truth)
@@ -585,8 +641,12 @@ def evaluate(
             "nrmse": "sqrt(mean((D_est - D_mc)^2)) / sqrt(mean(D_mc^2)) over the region "
                      "(fraction)",
             "source": "Li et al., DblurDoseNet, Med. Phys. 49 (2022) 1216",
+            "truth_nrmse_floor": "sqrt(sum(sigma_mc^2)) / sqrt(sum(D_mc^2)) over the region "
+                                 "(fraction): the NRMSE of an exact dose against the noisy "
+                                 "truth, sigma_mc = dose/mc_uncertainty x D_mc",
         },
         "summary": summary,
+        "truth_noise_floor": summarize_noise_floor(cases),
         "goals": goals,
         "bootstrap": {"over": "cases", "resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED},
         "cases": cases,

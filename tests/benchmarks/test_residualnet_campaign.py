@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmarks import residualnet_campaign as campaign
 
 TINY_MODEL = {"pack_size": 5, "stem_kernels": ((3, 3, 3), (1, 3, 3)), "stem_channels": (4, 4),
@@ -39,6 +41,29 @@ def test_campaign_writes_the_table_with_the_machine_and_resumes(tmp_path, monkey
     assert again["evaluation"]["summary"] == first
     assert again["seconds"]["dataset"] == record["seconds"]["dataset"] > 0  # from the manifest
     assert again["seconds"]["mc_spect_test"] == record["seconds"]["mc_spect_test"] > 0
+
+    # an external test set: new phantoms, all in test, with MC on the SPECT; the model and the
+    # campaign's own results are reused, not retrained
+    ext = argv + ["--external-cases", "3", "--external-seed", "20"]
+    assert campaign.main(ext) == 0
+    external = json.loads((out / f"{stem}-external3.json").read_text())
+    assert external["training"]["history"] == record["training"]["history"]  # same model
+    assert external["evaluation"]["summary"] != first
+    assert external["external_test"]["parameters"]["seed"] == 20
+    assert external["evaluation"]["methods"] == ["vdk", "mc_spect", "cnn"]
+    manifest = json.loads((tmp_path / "work" / "external" / "manifest.json").read_text())
+    assert [c["split"] for c in manifest["cases"]] == ["test"] * 3
+    assert "external test set: 3 new" in (out / f"{stem}-external3.md").read_text()
+
+
+def test_external_seeds_must_not_overlap_the_campaign(tmp_path):
+    argv = ["--work", str(tmp_path), "--cases", "4", "--seed", "2", "--external-cases", "3"]
+    with pytest.raises(SystemExit, match="overlap the campaign's 2…5"):
+        campaign.main(argv + ["--external-seed", "0"])
+    with pytest.raises(SystemExit, match="overlap"):
+        campaign.main(argv + ["--external-seed", "5"])
+    campaign._check_external(campaign.build_parser().parse_args(argv + ["--external-seed", "6"]))
+    assert not any(tmp_path.iterdir())  # nothing built on a refused command
 
 
 def test_best_epoch_text_says_how_the_epoch_was_chosen():

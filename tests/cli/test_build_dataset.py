@@ -25,7 +25,7 @@ def test_help(capsys):
     assert main(["build-dataset", "--help"]) == 0
     out = capsys.readouterr().out
     for option in ("--cases", "--preset", "--histories", "--mc-spect", "--workers",
-                   "--scheduler", "--device", "--counts"):
+                   "--scheduler", "--device", "--counts", "--split"):
         assert option in out
 
 
@@ -36,6 +36,8 @@ def test_help(capsys):
         (["--histories", "1.5"], "whole number"),
         (["--preset", "huge"], "huge"),
         (["--counts", "0"], "--counts"),
+        (["--split", "0.5", "-0.1", "0.6"], "--split"),
+        (["--split", "0", "0", "0"], "split fractions"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, needle):
@@ -73,3 +75,12 @@ def test_failed_case_exits_1_and_a_rerun_completes(tmp_path, capsys):
     assert [e["file"] for e in manifest["cases"]] == ["case_0000.h5", "case_0001.h5"]
     assert manifest["parameters"]["histories"] == 2000
     assert manifest["parameters"]["vdk_options"] == {"histories": 2000}
+
+
+def test_split_0_0_1_holds_every_case_out(tmp_path, capsys):
+    out = tmp_path / "external"
+    assert main(["build-dataset", str(out), "--cases", "3", "--split", "0", "0", "1",
+                 *FAST]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [c["split"] for c in manifest["cases"]] == ["test"] * 3
+    assert manifest["parameters"]["split_fractions"] == [0.0, 0.0, 1.0]

@@ -164,3 +164,43 @@ def test_goal_uncertainty_is_a_bootstrap_over_cases():
     again = accuracy_goals(summarize(mixed, ["vdk", "cnn"]))
     goal_uncertainty(mixed, again, resamples=4000, seed=3)
     assert again == goals  # a fixed seed reproduces the draws
+
+
+def test_truth_noise_floor_from_the_mc_uncertainty(tiny_dataset, model_path, tmp_path):
+    import shutil
+
+    import h5py
+
+    from residualnet.evaluate import truth_nrmse_floor
+
+    dataset = tmp_path / "dataset"
+    shutil.copytree(tiny_dataset, dataset)
+    case = dataset / "case_0003.h5"
+    truth = read_dataset(case, "dose/mc")
+    # 10 % everywhere, 30 % in the upper half: the floor is 0.1 where only the first applies
+    relative = np.full(truth.shape, 0.1, dtype=np.float32)
+    relative[: truth.shape[0] // 2] = 0.3
+    with h5py.File(case, "a") as f:
+        f.create_dataset("dose/mc_uncertainty", data=relative).attrs["units"] = "1"
+    report = evaluate(dataset, model_path, tmp_path / "report", device="cpu", figures=0)
+    regions = standard_regions(read_label_names(case), read_dataset(case, "labels"))
+    entry = report["cases"][0]["regions"]
+    for name, mask in regions.items():
+        d = truth[mask].astype(np.float64)
+        s = relative[mask] * d
+        expected = np.sqrt(np.sum(s * s) / np.sum(d * d))
+        assert entry[name]["truth_nrmse_floor"] == pytest.approx(expected, rel=1e-5)
+        assert 0.1 - 1e-6 <= entry[name]["truth_nrmse_floor"] <= 0.3 + 1e-6
+    lower = np.zeros(truth.shape, bool)
+    lower[truth.shape[0] // 2:] = True
+    assert truth_nrmse_floor(truth, relative * truth, lower & (truth > 0)) == \
+        pytest.approx(0.1, rel=1e-6)
+    assert np.isnan(truth_nrmse_floor(truth, relative * truth, np.zeros(truth.shape, bool)))
+    floors = report["truth_noise_floor"]
+    assert floors["liver"]["mean"] == pytest.approx(entry["liver"]["truth_nrmse_floor"])
+    assert floors["tumour"]["n"] == 2  # over lesions
+    assert "truth noise" in (tmp_path / "report" / "report.md").read_text()
+    # without dose/mc_uncertainty there is no floor (the synthetic cases have none)
+    plain = evaluate(tiny_dataset, model_path, tmp_path / "plain", device="cpu", figures=0)
+    assert plain["truth_noise_floor"] == {}
+    assert "truth noise" not in (tmp_path / "plain" / "report.md").read_text()

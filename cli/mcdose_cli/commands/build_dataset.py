@@ -55,6 +55,10 @@ class CampaignFailed(click.ClickException):
 @click.option("--kernel-histories", type=Count(minimum=1), default=None,
               help="Histories per part of VDK kernels generated for the grid "
                    "[default: mcdose.vdk's].")
+@click.option("--split", "split_fractions", type=(click.FloatRange(min=0),) * 3,
+              default=(0.7, 0.15, 0.15), show_default=True, metavar="TRAIN VAL TEST",
+              help="Fractions of cases per split (by case); --split 0 0 1 makes an external "
+                   "test set.")
 @click.option("--nuclide", default="Lu-177", show_default=True, help="Nuclide of the activity.")
 @click.option("--dashboard", "dashboard_address", metavar="ADDRESS", default=None,
               help="Serve the local cluster's Dask dashboard there (e.g. :8787).")
@@ -75,6 +79,7 @@ def build_dataset(
     spect_backend: str,
     batches: int,
     kernel_histories: int | None,
+    split_fractions: tuple[float, float, float],
     nuclide: str,
     dashboard_address: str | None,
     progress: bool,
@@ -104,6 +109,7 @@ def build_dataset(
         spect_backend=spect_backend,
         batches=batches,
         nuclide=nuclide,
+        split_fractions=split_fractions,
         vdk_options=vdk_options,
         dashboard_address=dashboard_address,
     )

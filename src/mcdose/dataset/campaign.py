@@ -688,6 +688,7 @@ def build_dataset(
     t_start = time.perf_counter()
     _check_args(cases, preset, seed, histories, batches, workers, scheduler,
                 threads_per_worker, device, spect_backend)
+    mf.split_by_case([], fractions=split_fractions)  # bad fractions: refused before any work
     if spect_protocol:
         from mcdose.spect import SpectProtocol
 

@@ -104,8 +104,9 @@ def split_by_case(
     """Assign whole cases to train / val / test, deterministically from ``seed``.
 
     The names are sorted, shuffled by ``numpy.random.default_rng(seed)`` and cut at
-    ``round(n·f_train)`` and ``round(n·(f_train + f_val))``; with three or more cases val
-    and test get at least one case each and train keeps at least one.
+    ``round(n·f_train)`` and ``round(n·(f_train + f_val))``; with three or more cases each
+    split with a non-zero fraction gets at least one case, and a split with fraction 0
+    gets none: ``(0, 0, 1)`` puts every case in test (an external test set).
     :func:`residualnet.data.read_manifest` uses this function to split a folder without a
     manifest, so both give the same split of the same case names and seed.
 
@@ -137,8 +138,12 @@ def split_by_case(
         if fractions[1] > 0 and n_val == 0:
             n_val, n_train = 1, n_train - 1
         if fractions[2] > 0 and n_test == 0:
-            n_train -= 1
-        n_train = max(n_train, 1)
+            if n_train > 1:  # test's case comes from train while it has one to spare
+                n_train -= 1
+            else:
+                n_val -= 1
+        if fractions[0] > 0:
+            n_train = max(n_train, 1)
     splits: dict[str, str] = {}
     for rank, index in enumerate(order):
         split = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"

@@ -40,6 +40,19 @@ def test_split_agrees_with_residualnet():
             )
 
 
+@pytest.mark.parametrize(("fractions", "n", "expected"), [
+    ((0, 0, 1), 5, (0, 0, 5)),       # an external test set: every case held out
+    ((1, 0, 0), 4, (4, 0, 0)),
+    ((0, 1, 1), 3, (0, 2, 1)),
+    ((0.9, 0.1, 0), 3, (2, 1, 0)),   # a non-zero split gets a case, a zero one none
+    ((0.9, 0.05, 0.05), 3, (1, 1, 1)),
+    ((0, 0.98, 0.02), 3, (0, 2, 1)),  # test takes its case from val when train has none
+])  # fmt: skip
+def test_zero_fractions_get_no_case_and_others_at_least_one(fractions, n, expected):
+    a = mf.split_by_case(_names(n), seed=1, fractions=fractions)
+    assert tuple(sum(v == s for v in a.values()) for s in ("train", "val", "test")) == expected
+
+
 def test_bad_fractions():
     with pytest.raises(InputError):
         mf.split_by_case(_names(3), fractions=(0.5, -0.1, 0.6))
