@@ -37,6 +37,7 @@ import json
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -248,10 +249,7 @@ def _check_external(args: argparse.Namespace) -> None:
 
 
 def _cases_per_split(manifest: dict[str, Any]) -> dict[str, int]:
-    splits: dict[str, int] = {}
-    for case in manifest["cases"]:
-        splits[case["split"]] = splits.get(case["split"], 0) + 1
-    return splits
+    return dict(Counter(case["split"] for case in manifest["cases"]))
 
 
 def _stage_seconds(manifest: dict[str, Any]) -> float:
@@ -310,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((dataset / "manifest.json").read_text())
     splits = _cases_per_split(manifest)
+    split_text = ", ".join(f"{v} {k}" for k, v in sorted(splits.items()))
     history = result.history
     # time of the work itself, summed over resumed invocations: the case stages from the
     # manifest, MC-on-SPECT from timings.json, training from the epoch log
@@ -348,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         machine_line,
         f"- dataset: {args.cases} `{args.preset}` virtual patients "
-        f"({', '.join(f'{v} {k}' for k, v in sorted(splits.items()))}), "
+        f"({split_text}), "
         f"{args.histories:.3g} MC decays per case (truth and MC-on-SPECT), "
         f"SPECT protocol `{args.spect}`",
         model_line,
@@ -380,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             f"choice of epoch), {args.histories:.3g} MC decays per case (truth and "
             f"MC-on-SPECT), SPECT protocol `{args.spect}`",
             f"- trained on: {args.cases} virtual patients (seed {args.seed}; "
-            f"{', '.join(f'{v} {k}' for k, v in sorted(splits.items()))})",
+            f"{split_text})",
             model_line,
             "- wall time: " + ", ".join(f"{k} {v / 60:.1f} min"
                                         for k, v in ext_seconds.items()),

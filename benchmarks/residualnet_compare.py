@@ -54,18 +54,13 @@ def load_run(path: Path) -> dict[str, Any]:
 
 
 def _ratio_cell(goal: dict[str, Any]) -> str:
+    from residualnet.evaluate import goal_ratio
+
     mark = "" if goal["passed"] else " ✗"
     if "ratio_ci95" not in goal:  # results rendered before the bootstrap
-        ratio = goal["cnn"] / goal["reference"] if goal["reference"] > 0 else float("inf")
-        return f"{ratio:.2f}{mark}"
+        return f"{goal_ratio(goal):.2f}{mark}"
     low, high = goal["ratio_ci95"]
     return f"{goal['ratio']:.2f} ({low:.2f}–{high:.2f}) {100 * goal['met_fraction']:.0f} %{mark}"
-
-
-def _title(region: str) -> str:
-    from residualnet.evaluate import CLASS_TITLES
-
-    return CLASS_TITLES.get(region, region.replace("_", " "))
 
 
 def _short_names(names: list[str]) -> list[str]:
@@ -82,6 +77,8 @@ def _short_names(names: list[str]) -> list[str]:
 
 def compare(runs: list[dict[str, Any]]) -> str:
     """The Markdown page for ``runs`` (:func:`load_run` dicts, in column order)."""
+    from residualnet.evaluate import region_title
+
     if not runs:
         raise InputError("no result files to compare")
     cases = runs[0]["cases"]
@@ -109,7 +106,7 @@ def compare(runs: list[dict[str, Any]]) -> str:
     for key in keys:
         extra = any(goals.get(key, {}).get("extra") for goals in by_run)
         cells = [_ratio_cell(goals[key]) if key in goals else "—" for goals in by_run]
-        label = f"{_title(key[1])}: {key[0]}" + (" *(extra)*" if extra else "")
+        label = f"{region_title(key[1])}: {key[0]}" + (" *(extra)*" if extra else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     met = [
         f"**{sum(g['passed'] for g in goals.values() if not g.get('extra'))}** of "
@@ -133,8 +130,7 @@ def compare(runs: list[dict[str, Any]]) -> str:
         ]
         for region, row in first["summary"].items():
             count = next(iter(row.values()))[metric]["n"]
-            title = f"{_title(region)} ({count})" if region.startswith("tumour") else \
-                _title(region)
+            title = region_title(region, count)
             cells = [row.get(m, {}).get(metric) for m in references]
             if floor_column:
                 cells.append(floors.get(region))

@@ -48,8 +48,8 @@ from residualnet.infer import predict_case
 from residualnet.modelfile import load_model
 
 __all__ = ["EVALUATION_DATASETS", "PAPER_TABLES", "accuracy_goals", "counted_goals", "evaluate",
-           "format_summary_table", "goal_ratio", "goal_uncertainty", "scored_regions", "summarize",
-           "summarize_noise_floor", "truth_nrmse_floor"]
+           "format_summary_table", "goal_ratio", "goal_uncertainty", "region_title",
+           "scored_regions", "summarize", "summarize_noise_floor", "truth_nrmse_floor"]
 
 log = logging.getLogger(__name__)
 
@@ -420,8 +420,10 @@ def _pct(stats: dict[str, float] | None) -> str:
     return f"{100 * stats['mean']:.1f} ({100 * stats['min']:.1f}–{100 * stats['max']:.1f})"
 
 
-def _title(cls: str) -> str:
-    return CLASS_TITLES.get(cls, cls.replace("_", " "))
+def region_title(cls: str, count: int | None = None) -> str:
+    """A region class as the tables name it; lesion classes get their ``count`` of lesions."""
+    title = CLASS_TITLES.get(cls, cls.replace("_", " "))
+    return f"{title} ({count})" if count is not None and cls.startswith("tumour") else title
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -460,7 +462,7 @@ def _markdown(report: dict[str, Any]) -> str:
             if floor_column:
                 cells.append(_pct(floors.get(cls)))
             count = next(iter(row.values()))[metric]["n"]
-            title = f"{_title(cls)} ({count})" if cls.startswith("tumour") else _title(cls)
+            title = region_title(cls, count)
             lines.append(f"| {title} | " + " | ".join(cells) +
                          f" | {paper_text} |")
         lines.append("")
@@ -477,7 +479,7 @@ def _markdown(report: dict[str, Any]) -> str:
             low, high = g["ratio_ci95"]
             sure = (f"; ratio {g['ratio']:.2f} (95 % CI {low:.2f}–{high:.2f}, met in "
                     f"{100 * g['met_fraction']:.0f} % of draws)")
-        lines.append(f"- [{mark}] {g['goal']} — {_title(g['region'])}: "
+        lines.append(f"- [{mark}] {g['goal']} — {region_title(g['region'])}: "
                      f"{100 * g['cnn']:.2f} % vs {100 * g['reference']:.2f} %{sure}{extra}")
     if not report["goals"]:
         lines.append("- (no region with both VDK and CNN)")
