@@ -99,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="fewest voxels of a lesion in a slice for the region term (default: as organs)",
     )
     p.add_argument(
+        "--nrmse-weight", type=float, default=0.0,
+        help="weight of the per-slice region NRMSE term of the region losses (0: off)",
+    )
+    p.add_argument(
+        "--nrmse-floor", type=float, default=0.05,
+        help="normalised dose in the NRMSE term's denominator",
+    )
+    p.add_argument(
         "--ema", type=float, default=0.0, help="decay of the weights' moving average (0: off)"
     )
     p.add_argument(
@@ -183,7 +191,9 @@ def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
         loss=args.loss, organ_weight=args.region_weight, ema_decay=args.ema,
         lesion_weight=args.lesion_weight, lesion_min_voxels=args.lesion_min_voxels,
-        select_by=args.select_by, workers=0, early_stopping=args.early_stopping,
+        nrmse_weight=args.nrmse_weight, nrmse_floor=args.nrmse_floor,
+        select_by=args.select_by, workers=0,
+        early_stopping=args.early_stopping,
         max_batches=args.max_batches, model=ModelConfig(**MODELS[args.model]),
     )  # fmt: skip
     resume = output_paths(model_path)["checkpoint"].exists()
@@ -192,10 +202,12 @@ def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
 
 def run_tag(model: str, loss: str, region_weight: float | None = None, ema: float = 0.0,
             lesion_weight: float = 1.0, lesion_min_voxels: int | None = None,
-            select_by: str = "loss") -> str:
+            select_by: str = "loss", nrmse_weight: float = 0.0,
+            nrmse_floor: float = 0.05) -> str:
     """File-name tag of a training run: the loss, prefixed by the model unless ``light``,
-    followed by the region weight, the lesion weight and voxel threshold, the
-    weight-average decay and the epoch selection by goals (``-sg``) when they are set.
+    followed by the region weight, the lesion weight and voxel threshold, the NRMSE term's
+    weight (and its floor unless 0.05), the weight-average decay and the epoch selection by
+    goals (``-sg``) when they are set.
 
     (The light model's files keep the names of the first campaign: ``model-mse.pt``.)
     """
@@ -206,6 +218,10 @@ def run_tag(model: str, loss: str, region_weight: float | None = None, ema: floa
         tag += f"-lw{lesion_weight:g}"
     if lesion_min_voxels is not None:
         tag += f"-lv{lesion_min_voxels}"
+    if nrmse_weight:
+        tag += f"-nrmse{nrmse_weight:g}"
+        if nrmse_floor != 0.05:
+            tag += f"-nf{nrmse_floor:g}"
     if ema:
         tag += f"-ema{ema:g}"
     if select_by == "goals":
@@ -291,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     dataset = work / "dataset"
     tag = run_tag(args.model, args.loss, args.region_weight, args.ema, args.lesion_weight,
-                  args.lesion_min_voxels, args.select_by)
+                  args.lesion_min_voxels, args.select_by, args.nrmse_weight,
+                  args.nrmse_floor)
     model_path, eval_dir = work / f"model-{tag}.pt", work / f"evaluation-{tag}"
     build(args, dataset)
     mc_on_spect(args, dataset, work)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import socket
 import sys
@@ -252,6 +253,62 @@ def test_region_term_weights_lesions_and_has_their_own_voxel_threshold():
     for bad in (dict(lesion_weight=-1.0), dict(lesion_min_voxels=0)):
         with pytest.raises(InputError):
             TrainConfig(loss="mde", **bad)
+
+
+def test_region_nrmse_is_the_relative_voxel_error_of_each_region():
+    from mcdose.phantoms import LESION_BASE
+    from residualnet.train import _loss, region_mean_error, region_nrmse
+
+    # slice 0: region 1 at dose 1 with voxel errors ±0.2 (mean exact), region 2 at dose 0.01
+    # with voxel errors ±0.002; slice 1: a one-voxel lesion 50 % low
+    labels = torch.zeros(2, 1, 2, 4)
+    labels[0, 0, 0, :] = 1
+    labels[0, 0, 1, :] = 2
+    labels[1, 0, 0, 0] = LESION_BASE
+    target = torch.zeros(2, 1, 2, 4)
+    target[0, 0, 0, :] = 1.0
+    target[0, 0, 1, :] = 0.01
+    target[1, 0, 0, 0] = 0.6
+    sign = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    pred = target.clone()
+    pred[0, 0, 0, :] += 0.2 * sign
+    pred[0, 0, 1, :] += 0.002 * sign
+    pred[1, 0, 0, 0] = 0.3
+    # both organs: √(4 · (0.2 d)² / (4 d²)) = 0.2 whatever their dose d; their means are exact
+    assert float(region_mean_error(pred, target, labels, 1e-9, 4)) < 1e-10
+    assert float(region_nrmse(pred, target, labels, 0.0, 4, eps=0.0)) == pytest.approx(
+        0.2, rel=1e-5)
+    # the lesion, once let in and weighted 2: (0.2 + 0.2 + 2 · 0.5) / 4
+    assert float(region_nrmse(pred, target, labels, 0.0, 4, lesion_weight=2,
+                              lesion_min_voxels=1, eps=0.0)) == pytest.approx(1.4 / 4, rel=1e-5)
+    # the floor damps the low-dose region: √(Σe² / Σ(D² + floor²))
+    floor = 0.01
+    low = math.sqrt(4 * 0.002**2 / (4 * (0.01**2 + floor**2)))
+    high = math.sqrt(4 * 0.2**2 / (4 * (1.0 + floor**2)))
+    assert float(region_nrmse(pred, target, labels, floor, 4, eps=0.0)) == pytest.approx(
+        (low + high) / 2, rel=1e-5)
+    # exact prediction: √eps; no region: 0 and differentiable
+    assert float(region_nrmse(target, target, labels, floor, 1, eps=1e-6)) == pytest.approx(1e-3)
+    pred.requires_grad_(True)
+    zero = region_nrmse(pred, target, torch.zeros_like(labels), floor, 1)
+    zero.backward()
+    assert zero.item() == 0.0 and pred.grad is not None
+    # the loss adds it with its weight and floor, the region term's threshold and lesion weight
+    config = TrainConfig(loss="poisson-mde", organ_floor=floor, organ_min_voxels=1,
+                         lesion_weight=2, nrmse_weight=0.5, nrmse_floor=floor)
+    base = TrainConfig(loss="poisson-mde", organ_floor=floor, organ_min_voxels=1,
+                       lesion_weight=2)
+    body = (labels > 0).float()
+    pred = pred.detach()
+    with_term = float(_loss(pred, target, body, target, config, labels))
+    without = float(_loss(pred, target, body, target, base, labels))
+    assert with_term - without == pytest.approx(
+        0.5 * float(region_nrmse(pred, target, labels, floor, 1, lesion_weight=2)), rel=1e-5)
+    for bad, message in ((dict(loss="poisson-mde", nrmse_weight=-1.0), "nrmse_weight must"),
+                         (dict(loss="poisson", nrmse_weight=0.1), "needs a region loss"),
+                         (dict(loss="mde", nrmse_floor=0.0), "nrmse_floor must")):
+        with pytest.raises(InputError, match=message):
+            TrainConfig(**bad)
 
 
 def test_organ_loss_adds_the_weighted_region_term_to_the_mse():

@@ -60,6 +60,13 @@ def _import_train():
 @click.option("--lesion-min-voxels", type=click.IntRange(min=1), default=None,
               help="Fewest voxels of a lesion in a slice for the region term (default: 4, "
                    "as organs).")
+@click.option("--nrmse-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Region losses: weight of the mean per-slice region NRMSE term, the "
+                   "relative voxel error inside every region (0: off; e.g. 0.01).")
+@click.option("--nrmse-floor", type=click.FloatRange(min=0, min_open=True), default=0.05,
+              show_default=True,
+              help="Normalised dose in the NRMSE term's denominator: errors of regions above "
+                   "it count relative, below it about absolute.")
 @click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0,
               show_default=True,
               help="Decay of the weights' moving average, validated and saved (0: off; "
@@ -95,7 +102,8 @@ def _import_train():
 @click.option("--single-constant", is_flag=True,
               help="One normalisation constant for SPECT and dose, as the paper.")
 def train_residual(dataset_dir, out, epochs, batch_size, lr, loss, region_weight, region_floor,
-                   lesion_weight, lesion_min_voxels, ema, select_by, early_stopping, resume,
+                   lesion_weight, lesion_min_voxels, nrmse_weight, nrmse_floor, ema, select_by,
+                   early_stopping, resume,
                    overwrite,
                    seed, device, amp, workers, no_augment, width, levels, pack_size,
                    stem_channels, max_batches, single_constant) -> None:
@@ -109,7 +117,8 @@ def train_residual(dataset_dir, out, epochs, batch_size, lr, loss, region_weight
     config = train_module.TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, organ_weight=region_weight,
         organ_floor=region_floor, lesion_weight=lesion_weight,
-        lesion_min_voxels=lesion_min_voxels, ema_decay=ema, select_by=select_by,
+        lesion_min_voxels=lesion_min_voxels, nrmse_weight=nrmse_weight,
+        nrmse_floor=nrmse_floor, ema_decay=ema, select_by=select_by,
         early_stopping=early_stopping,
         seed=seed, device=device, amp=amp, workers=workers, augment=not no_augment,
         max_batches=max_batches, single_constant=single_constant, model=model,
