@@ -395,7 +395,7 @@ def _barrier(ctx: _Dist) -> None:
 def _region_groups(pred: torch.Tensor, labels: torch.Tensor, min_voxels: int,
                    lesion_weight: float, lesion_min_voxels: int | None,
                    lesion_base: int) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor,
-                                               torch.Tensor, torch.Tensor]:
+                                               torch.Tensor]:
     """The (slice, label) groups shared by the region terms.
 
     Returns the flat group index of every voxel, the voxel count per group, the number of
@@ -467,7 +467,7 @@ def region_nrmse(pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor,
                  min_voxels: int, lesion_weight: float = 1.0,
                  lesion_min_voxels: int | None = None,
                  lesion_base: int = LESION_LABEL_BASE, eps: float = 1e-6) -> torch.Tensor:
-    """Mean per-slice region NRMSE: the voxel term of ``TrainConfig.nrmse_weight``.
+    """Mean per-slice region NRMSE: the term that ``TrainConfig.nrmse_weight`` weighs.
 
     For every (slice, region) pair that qualifies as in :func:`region_mean_error`,
     ``√(Σ (D̂ − D)² / Σ (D² + floor²) + eps)`` over the region's voxels in the slice — the
