@@ -61,7 +61,7 @@ MODELS: dict[str, dict[str, Any]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from residualnet.losses import LOSSES
+    from residualnet.losses import LOSSES, NRMSE_FLOOR_DEFAULT
 
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the per-slice region NRMSE term of the region losses (0: off)",
     )
     p.add_argument(
-        "--nrmse-floor", type=float, default=0.05,
+        "--nrmse-floor", type=float, default=NRMSE_FLOOR_DEFAULT,
         help="normalised dose in the NRMSE term's denominator",
     )
     p.add_argument(
@@ -203,14 +203,16 @@ def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
 def run_tag(model: str, loss: str, region_weight: float | None = None, ema: float = 0.0,
             lesion_weight: float = 1.0, lesion_min_voxels: int | None = None,
             select_by: str = "loss", nrmse_weight: float = 0.0,
-            nrmse_floor: float = 0.05) -> str:
+            nrmse_floor: float | None = None) -> str:
     """File-name tag of a training run: the loss, prefixed by the model unless ``light``,
     followed by the region weight, the lesion weight and voxel threshold, the NRMSE term's
-    weight (and its floor unless 0.05), the weight-average decay and the epoch selection by
-    goals (``-sg``) when they are set.
+    weight (and its floor when given and not the default), the weight-average decay and
+    the epoch selection by goals (``-sg``) when they are set.
 
     (The light model's files keep the names of the first campaign: ``model-mse.pt``.)
     """
+    from residualnet.losses import NRMSE_FLOOR_DEFAULT
+
     tag = loss if model == "light" else f"{model}-{loss}"
     if region_weight is not None:
         tag += f"-w{region_weight:g}"
@@ -220,7 +222,7 @@ def run_tag(model: str, loss: str, region_weight: float | None = None, ema: floa
         tag += f"-lv{lesion_min_voxels}"
     if nrmse_weight:
         tag += f"-nrmse{nrmse_weight:g}"
-        if nrmse_floor != 0.05:
+        if nrmse_floor is not None and nrmse_floor != NRMSE_FLOOR_DEFAULT:
             tag += f"-nf{nrmse_floor:g}"
     if ema:
         tag += f"-ema{ema:g}"

@@ -9,6 +9,8 @@ from __future__ import annotations
 LOSSES = ("mse", "body", "poisson", "organ", "mde", "poisson-mde")
 #: (organ_weight, organ_floor) defaults of the region-mean losses
 REGION_LOSS_DEFAULTS = {"organ": (1e-2, 0.05), "mde": (1e-3, 0.01), "poisson-mde": (2e-2, 0.01)}
+#: ``TrainConfig.nrmse_floor`` default: the healthy liver's normalised dose
+NRMSE_FLOOR_DEFAULT = 0.05
 #: label ids from this value up are lesions (the phantoms' ``mcdose.phantoms.LESION_BASE``,
 #: kept here so that the loss does not import the phantom generator)
 LESION_LABEL_BASE = 100

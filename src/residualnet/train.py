@@ -69,7 +69,12 @@ from residualnet.data import (
     read_manifest,
 )
 from residualnet.infer import resolve_device
-from residualnet.losses import LESION_LABEL_BASE, LOSSES, REGION_LOSS_DEFAULTS
+from residualnet.losses import (
+    LESION_LABEL_BASE,
+    LOSSES,
+    NRMSE_FLOOR_DEFAULT,
+    REGION_LOSS_DEFAULTS,
+)
 from residualnet.model import ModelConfig, ResidualDoseNet, build_model, count_parameters
 from residualnet.modelfile import model_record, same_nuclide
 from residualnet.normalization import CaseScale, Normalization, fit_normalization
@@ -225,7 +230,7 @@ class TrainConfig:
     lesion_weight: float = 1.0
     lesion_min_voxels: int | None = None
     nrmse_weight: float = 0.0
-    nrmse_floor: float = 0.05
+    nrmse_floor: float = NRMSE_FLOOR_DEFAULT
     ema_decay: float = 0.0
     select_by: str = "loss"
     lr_factor: float = 0.5

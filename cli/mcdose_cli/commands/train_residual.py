@@ -15,7 +15,7 @@ import os
 import click
 
 from mcdose.errors import McdoseError
-from residualnet.losses import LOSSES, REGION_LOSS_DEFAULTS
+from residualnet.losses import LOSSES, NRMSE_FLOOR_DEFAULT, REGION_LOSS_DEFAULTS
 
 
 def _import_train():
@@ -63,7 +63,8 @@ def _import_train():
 @click.option("--nrmse-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Region losses: weight of the mean per-slice region NRMSE term, the "
                    "relative voxel error inside every region (0: off; e.g. 0.01).")
-@click.option("--nrmse-floor", type=click.FloatRange(min=0, min_open=True), default=0.05,
+@click.option("--nrmse-floor", type=click.FloatRange(min=0, min_open=True),
+              default=NRMSE_FLOOR_DEFAULT,
               show_default=True,
               help="Normalised dose in the NRMSE term's denominator: errors of regions above "
                    "it count relative, below it about absolute.")
