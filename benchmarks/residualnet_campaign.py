@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="normalised dose in the NRMSE term's denominator",
     )
     p.add_argument(
+        "--nrmse-reference", choices=("truth", "vdk"), default="truth",
+        help="what the NRMSE term divides by: the true dose, or the VDK (then squared)",
+    )
+    p.add_argument(
         "--ema", type=float, default=0.0, help="decay of the weights' moving average (0: off)"
     )
     p.add_argument(
@@ -192,7 +196,7 @@ def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
         loss=args.loss, organ_weight=args.region_weight, ema_decay=args.ema,
         lesion_weight=args.lesion_weight, lesion_min_voxels=args.lesion_min_voxels,
         nrmse_weight=args.nrmse_weight, nrmse_floor=args.nrmse_floor,
-        select_by=args.select_by, workers=0,
+        nrmse_reference=args.nrmse_reference, select_by=args.select_by, workers=0,
         early_stopping=args.early_stopping,
         max_batches=args.max_batches, model=ModelConfig(**MODELS[args.model]),
     )  # fmt: skip
@@ -203,10 +207,11 @@ def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
 def run_tag(model: str, loss: str, region_weight: float | None = None, ema: float = 0.0,
             lesion_weight: float = 1.0, lesion_min_voxels: int | None = None,
             select_by: str = "loss", nrmse_weight: float = 0.0,
-            nrmse_floor: float | None = None) -> str:
+            nrmse_floor: float | None = None, nrmse_reference: str = "truth") -> str:
     """File-name tag of a training run: the loss, prefixed by the model unless ``light``,
     followed by the region weight, the lesion weight and voxel threshold, the NRMSE term's
-    weight (and its floor when given and not the default), the weight-average decay and
+    weight (and its floor when given and not the default, ``-nrvdk`` with the VDK as its
+    reference), the weight-average decay and
     the epoch selection by goals (``-sg``) when they are set.
 
     (The light model's files keep the names of the first campaign: ``model-mse.pt``.)
@@ -224,6 +229,8 @@ def run_tag(model: str, loss: str, region_weight: float | None = None, ema: floa
         tag += f"-nrmse{nrmse_weight:g}"
         if nrmse_floor is not None and nrmse_floor != NRMSE_FLOOR_DEFAULT:
             tag += f"-nf{nrmse_floor:g}"
+        if nrmse_reference != "truth":
+            tag += f"-nr{nrmse_reference}"
     if ema:
         tag += f"-ema{ema:g}"
     if select_by == "goals":
@@ -310,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = work / "dataset"
     tag = run_tag(args.model, args.loss, args.region_weight, args.ema, args.lesion_weight,
                   args.lesion_min_voxels, args.select_by, args.nrmse_weight,
-                  args.nrmse_floor)
+                  args.nrmse_floor, args.nrmse_reference)
     model_path, eval_dir = work / f"model-{tag}.pt", work / f"evaluation-{tag}"
     build(args, dataset)
     mc_on_spect(args, dataset, work)

@@ -118,10 +118,16 @@ def compare(runs: list[dict[str, Any]]) -> str:
     first = runs[0]["evaluation"]
     references = [m for m in first["methods"] if m != "cnn"]
     floors = first.get("truth_noise_floor") or {}
-    for metric in ("mde", "nrmse"):
+    titles = {"mde": "MDE", "nrmse": "NRMSE",
+              "mean_deviation": "Signed mean-dose deviation (D̄_est − D̄_MC) / D̄_MC"}
+    for metric, title in titles.items():
+        if not any(metric in cell for r in runs for row in r["evaluation"]["summary"].values()
+                   for cell in row.values()):
+            continue  # results written before the signed deviation was reported
         floor_column = metric == "nrmse" and bool(floors)
+        form = "{:+.1f}" if metric == "mean_deviation" else "{:.1f}"
         lines += [
-            f"## {metric.upper()} (%), mean over cases (over lesions for *tumour*)",
+            f"## {title} (%), mean over cases (over lesions for *tumour*)",
             "",
             "| region | " + " | ".join(METHOD_TITLES.get(m, m) for m in references)
             + (" | truth noise" if floor_column else "")
@@ -129,15 +135,15 @@ def compare(runs: list[dict[str, Any]]) -> str:
             "|---|" + "---|" * (len(references) + floor_column + len(runs)),
         ]
         for region, row in first["summary"].items():
-            count = next(iter(row.values()))[metric]["n"]
-            title = region_title(region, count)
+            count = next(iter(row.values()))["mde"]["n"]
+            label = region_title(region, count)
             cells = [row.get(m, {}).get(metric) for m in references]
             if floor_column:
                 cells.append(floors.get(region))
             cells += [r["evaluation"]["summary"].get(region, {}).get("cnn", {}).get(metric)
                       for r in runs]
-            lines.append(f"| {title} | " + " | ".join(
-                f"{100 * c['mean']:.1f}" if c else "—" for c in cells) + " |")
+            lines.append(f"| {label} | " + " | ".join(
+                form.format(100 * c["mean"]) if c else "—" for c in cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

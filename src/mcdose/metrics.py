@@ -7,6 +7,8 @@ The definitions follow the residual-CNN paper (Li, Fessler, Mikell, Wilderman, D
 "DblurDoseNet", Med. Phys. 49 (2022) 1216, doi:10.1002/mp.15397), section on evaluation:
 
 * MDE   = |mean(D̂ over R) − mean(D over R)| / mean(D over R)
+  (:func:`mean_deviation` gives the same without the absolute value: its sign tells an
+  under- from an overestimate)
 * NRMSE = sqrt(mean((D̂ − D)² over R)) / sqrt(mean(D² over R))
 
 with D the ground truth (Monte Carlo on the true activity), D̂ the estimate and R the
@@ -33,6 +35,7 @@ __all__ = [
     "cumulative_dvh",
     "dvh_metrics",
     "mde",
+    "mean_deviation",
     "nrmse",
     "region_class",
     "standard_regions",
@@ -65,6 +68,35 @@ def _region_values(name: str, array: np.ndarray, mask: np.ndarray) -> np.ndarray
     return values.astype(np.float64, copy=False)
 
 
+def mean_deviation(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """Signed relative deviation of the region's mean dose (a fraction; MDE without ``|·|``).
+
+    Parameters
+    ----------
+    estimate, truth
+        Dose (rate) arrays of one shape, same unit (Gy/s).
+    mask
+        Boolean region mask, same shape.
+
+    Returns
+    -------
+    float
+        ``(mean(estimate[mask]) − mean(truth[mask])) / mean(truth[mask])``: negative when the
+        estimate's mean dose is below the truth's.
+
+    Raises
+    ------
+    InputError
+        Shapes differ, the mask is empty, or the true mean dose is not positive.
+    """
+    est = _region_values("estimate", estimate, mask)
+    ref = _region_values("truth", truth, mask)
+    ref_mean = float(ref.mean())
+    if not ref_mean > 0:
+        raise InputError("the true mean dose in the region is not positive; MDE is undefined")
+    return (float(est.mean()) - ref_mean) / ref_mean
+
+
 def mde(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     """Mean-dose error of ``estimate`` against ``truth`` over a region (a fraction).
 
@@ -89,12 +121,7 @@ def mde(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     ----------
     Li et al., DblurDoseNet, Med. Phys. 49 (2022) 1216, eq. for MDE (evaluation section).
     """
-    est = _region_values("estimate", estimate, mask)
-    ref = _region_values("truth", truth, mask)
-    ref_mean = float(ref.mean())
-    if not ref_mean > 0:
-        raise InputError("the true mean dose in the region is not positive; MDE is undefined")
-    return abs(float(est.mean()) - ref_mean) / ref_mean
+    return abs(mean_deviation(estimate, truth, mask))
 
 
 def nrmse(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:

@@ -37,7 +37,7 @@ from mcdose.io.jsonio import write_json
 from mcdose.metrics import (
     cumulative_dvh,
     dvh_metrics,
-    mde,
+    mean_deviation,
     nrmse,
     region_class,
     standard_regions,
@@ -180,7 +180,9 @@ def _case_metrics(
         if truth_sigma is not None:
             entry["truth_nrmse_floor"] = truth_nrmse_floor(truth, truth_sigma, mask)
         for method, dose in doses.items():
-            entry[method] = {"mde": mde(dose, truth, mask), "nrmse": nrmse(dose, truth, mask)}
+            deviation = mean_deviation(dose, truth, mask)
+            entry[method] = {"mde": abs(deviation), "nrmse": nrmse(dose, truth, mask),
+                             "mean_deviation": deviation}
         entry["dvh"] = {
             method: dvh_metrics(dose, mask) for method, dose in [("truth", truth), *doses.items()]
         }
@@ -196,13 +198,15 @@ def _in_class(name: str, entry: dict[str, Any], cls: str) -> bool:
 
 
 def summarize(cases: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
-    """Tables I and II: per summary class and method, mean and range of MDE and NRMSE.
+    """Tables I and II: per summary class and method, mean and range of MDE and NRMSE
+    (and of the signed mean deviation, where the cases carry it).
 
     Parameters
     ----------
     cases
         One dict per case with ``"regions"``: region name → ``{"volume_ml": ..., method:
-        {"mde": ..., "nrmse": ...}}`` (fractions), as in ``report.json``.
+        {"mde": ..., "nrmse": ..., "mean_deviation": ...}}`` (fractions), as in
+        ``report.json``.
     methods
         Methods to summarise (keys of :data:`METHODS`).
 
@@ -216,14 +220,15 @@ def summarize(cases: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]
     for cls in SUMMARY_CLASSES:
         per_method: dict[str, Any] = {}
         for method in methods:
-            values: dict[str, list[float]] = {"mde": [], "nrmse": []}
+            values: dict[str, list[float]] = {"mde": [], "nrmse": [], "mean_deviation": []}
             for case in cases:
                 for name, entry in case["regions"].items():
                     if _in_class(name, entry, cls) and method in entry:
                         for metric in values:
-                            values[metric].append(entry[method][metric])
+                            if metric in entry[method]:  # reports before mean_deviation
+                                values[metric].append(entry[method][metric])
             if values["mde"]:
-                per_method[method] = {metric: _stats(v) for metric, v in values.items()}
+                per_method[method] = {metric: _stats(v) for metric, v in values.items() if v}
         if per_method:
             summary[cls] = per_method
     return summary
@@ -414,9 +419,12 @@ def _dvh_figure(path: Path, case: str, truth: np.ndarray, doses: dict[str, np.nd
 
 
 # -- report ---------------------------------------------------------------------------------------
-def _pct(stats: dict[str, float] | None) -> str:
+def _pct(stats: dict[str, float] | None, signed: bool = False) -> str:
     if not stats:
         return "—"
+    if signed:
+        return (f"{100 * stats['mean']:+.1f} ({100 * stats['min']:+.1f} to "
+                f"{100 * stats['max']:+.1f})")
     return f"{100 * stats['mean']:.1f} ({100 * stats['min']:.1f}–{100 * stats['max']:.1f})"
 
 
@@ -445,8 +453,15 @@ def _markdown(report: dict[str, Any]) -> str:
     ]
     floors = report.get("truth_noise_floor") or {}
     for metric, title in (("mde", "Mean-dose error (MDE, %) — cf. paper Table I"),
-                          ("nrmse", "NRMSE (%) — cf. paper Table II")):
+                          ("nrmse", "NRMSE (%) — cf. paper Table II"),
+                          ("mean_deviation", "Signed mean-dose deviation (%)")):
+        if not any(metric in cell for row in report["summary"].values()
+                   for cell in row.values()):
+            continue
         lines += [f"## {title}", ""]
+        if metric == "mean_deviation":
+            lines += ["(D̄_est − D̄_MC) / D̄_MC: the MDE with its sign; negative: the mean dose "
+                      "is underestimated.", ""]
         floor_column = metric == "nrmse" and bool(floors)
         if floor_column:
             lines += ["*truth noise*: the NRMSE an exact dose would score against the MC "
@@ -456,12 +471,13 @@ def _markdown(report: dict[str, Any]) -> str:
             (" | truth noise" if floor_column else "") + " | paper |"
         lines += [header, "|" + "---|" * (len(methods) + 2 + floor_column)]
         for cls, row in report["summary"].items():
-            paper = PAPER_TABLES[metric].get(cls)
+            paper = PAPER_TABLES.get(metric, {}).get(cls)
             paper_text = " / ".join(f"{v:.1f}" for v in paper) if paper else "—"
-            cells = [_pct(row.get(m, {}).get(metric)) for m in methods]
+            cells = [_pct(row.get(m, {}).get(metric), signed=metric == "mean_deviation")
+                     for m in methods]
             if floor_column:
                 cells.append(_pct(floors.get(cls)))
-            count = next(iter(row.values()))[metric]["n"]
+            count = next(iter(row.values())).get(metric, {}).get("n")
             title = region_title(cls, count)
             lines.append(f"| {title} | " + " | ".join(cells) +
                          f" | {paper_text} |")

@@ -11,6 +11,8 @@ LOSSES = ("mse", "body", "poisson", "organ", "mde", "poisson-mde")
 REGION_LOSS_DEFAULTS = {"organ": (1e-2, 0.05), "mde": (1e-3, 0.01), "poisson-mde": (2e-2, 0.01)}
 #: ``TrainConfig.nrmse_floor`` default: the healthy liver's normalised dose
 NRMSE_FLOOR_DEFAULT = 0.05
+#: ``TrainConfig.nrmse_reference`` choices: what the NRMSE term's voxel errors are divided by
+NRMSE_REFERENCES = ("truth", "vdk")
 #: label ids from this value up are lesions (the phantoms' ``mcdose.phantoms.LESION_BASE``,
 #: kept here so that the loss does not import the phantom generator)
 LESION_LABEL_BASE = 100

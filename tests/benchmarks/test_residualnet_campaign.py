@@ -101,3 +101,5 @@ def test_model_presets_and_run_tags():
         "medium-poisson-mde-lw2-lv1-nrmse0.01-ema0.999-sg"
     assert campaign.run_tag("medium", "poisson-mde", None, 0.0, 2.0, 1, "goals", 0.01, 0.01) \
         == "medium-poisson-mde-lw2-lv1-nrmse0.01-nf0.01-sg"
+    assert campaign.run_tag("medium", "poisson-mde", None, 0.0, 2.0, 1, "goals", 0.02, 0.05,
+                            "vdk") == "medium-poisson-mde-lw2-lv1-nrmse0.02-nrvdk-sg"

@@ -49,6 +49,20 @@ def test_table_has_each_runs_goals_bootstrap_and_means(tmp_path):
     assert "| goals met | **1** of 1 | **0** of 1 |" in page  # the extra goal is not counted
     assert "| spleen | 10.0 | 2.0 | 12.0 |" in page  # MDE: VDK, run a, run b
     assert "| spleen | 30.0 | 20.0 | 20.0 |" in page  # NRMSE
+    assert "Signed mean-dose deviation" not in page  # results written before it
+
+
+def test_signed_mean_deviation_table_when_the_results_carry_it(tmp_path):
+    records = [_record(0.02), _record(0.05)]
+    for record, cnn in zip(records, (-0.02, 0.05), strict=True):
+        summary = record["evaluation"]["summary"]["spleen"]
+        summary["vdk"]["mean_deviation"] = _stats(-0.10)
+        summary["cnn"]["mean_deviation"] = _stats(cnn)
+    runs = [compare.load_run(_write(tmp_path / f"x-residualnet-small-{n}.json", r))
+            for n, r in zip(("a", "b"), records, strict=True)]
+    page = compare.compare(runs)
+    assert "## Signed mean-dose deviation" in page
+    assert "| spleen | -10.0 | -2.0 | +5.0 |" in page
 
 
 def test_refuses_runs_on_different_cases_and_foreign_files(tmp_path, capsys):

@@ -59,13 +59,14 @@ def test_region_weight_and_weight_average_reach_the_model_file(dataset, tmp_path
     assert main(["train-residual", str(dataset), "--out", str(out), "--epochs", "1",
                  "--loss", "poisson-mde", "--region-weight", "0.01", "--region-floor", "0.02",
                  "--ema", "0.9", "--lesion-weight", "4", "--lesion-min-voxels", "1",
-                 "--nrmse-weight", "0.02", "--nrmse-floor", "0.03",
+                 "--nrmse-weight", "0.02", "--nrmse-floor", "0.03", "--nrmse-reference", "vdk",
                  "--select-by", "goals", *TINY]) == 0
     config = load_model(out).training["config"]
     assert (config["loss"], config["organ_weight"]) == ("poisson-mde", 0.01)
     assert (config["organ_floor"], config["ema_decay"]) == (0.02, 0.9)
     assert (config["lesion_weight"], config["lesion_min_voxels"]) == (4.0, 1)
     assert (config["nrmse_weight"], config["nrmse_floor"]) == (0.02, 0.03)
+    assert config["nrmse_reference"] == "vdk"
     assert config["select_by"] == "goals"
 
 
@@ -81,6 +82,7 @@ def test_region_weight_and_weight_average_reach_the_model_file(dataset, tmp_path
         (["{ds}", "--select-by", "dice"], "--select-by"),
         (["{ds}", "--nrmse-weight", "0.01"], "needs a region loss"),
         (["{ds}", "--loss", "mde", "--nrmse-floor", "0"], "--nrmse-floor"),
+        (["{ds}", "--loss", "mde", "--nrmse-reference", "spect"], "--nrmse-reference"),
     ],
 )
 def test_bad_input_is_one_line(dataset, tmp_path, capsys, args, message):

@@ -19,6 +19,7 @@ from mcdose.metrics import (
     cumulative_dvh,
     dvh_metrics,
     mde,
+    mean_deviation,
     nrmse,
     region_class,
     standard_regions,
@@ -46,6 +47,14 @@ def test_mde_hand_computed():
     assert mde(truth, truth, mask) == 0.0
     # symmetric in the sign of the error
     assert mde(2 * truth - estimate, truth, mask) == pytest.approx(0.2, rel=1e-12)
+
+
+def test_mean_deviation_is_the_signed_mde():
+    estimate, truth, mask = _volumes()
+    assert mean_deviation(estimate, truth, mask) == pytest.approx(0.2, rel=1e-12)
+    assert mean_deviation(2 * truth - estimate, truth, mask) == pytest.approx(-0.2, rel=1e-12)
+    with pytest.raises(InputError, match="not positive"):
+        mean_deviation(estimate, np.zeros_like(truth), mask)
 
 
 def test_nrmse_hand_computed():

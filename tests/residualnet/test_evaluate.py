@@ -9,7 +9,7 @@ import pytest
 
 from mcdose.errors import InputError
 from mcdose.io.case import read_dataset, read_label_names
-from mcdose.metrics import mde, nrmse, standard_regions
+from mcdose.metrics import mde, mean_deviation, nrmse, standard_regions
 from residualnet.evaluate import evaluate, format_summary_table
 from residualnet.model import build_model
 from residualnet.modelfile import save_model
@@ -43,6 +43,8 @@ def test_report(tiny_dataset, model_path, tmp_path):
     for name, mask in regions.items():
         assert entry[name]["vdk"]["mde"] == pytest.approx(mde(vdk, truth, mask))
         assert entry[name]["vdk"]["nrmse"] == pytest.approx(nrmse(vdk, truth, mask))
+        assert entry[name]["vdk"]["mean_deviation"] == pytest.approx(
+            mean_deviation(vdk, truth, mask))
     # the untrained network returns the VDK inside the body (zero-initialised residual)
     assert entry["liver"]["cnn"]["mde"] == pytest.approx(entry["liver"]["vdk"]["mde"], rel=1e-5)
     # tumour row: mean and range over the lesions
@@ -63,6 +65,10 @@ def test_report(tiny_dataset, model_path, tmp_path):
     markdown = (out / "report.md").read_text()
     assert "95 % CI" in markdown
     assert "cf. paper Table I" in markdown and "13.7 / 13.2 / 5.5" in markdown
+    signed = report["summary"]["liver"]["vdk"]["mean_deviation"]["mean"]
+    assert abs(signed) == pytest.approx(report["summary"]["liver"]["vdk"]["mde"]["mean"])
+    assert "## Signed mean-dose deviation (%)" in markdown
+    assert f"| liver | {100 * signed:+.1f} (" in markdown
     table = format_summary_table(report)
     assert table.splitlines()[1].split() == ["region", "VDK", "MC-SPECT", "CNN", "VDK",
                                              "MC-SPECT", "CNN"]

@@ -311,6 +311,78 @@ def test_region_nrmse_is_the_relative_voxel_error_of_each_region():
             TrainConfig(**bad)
 
 
+def test_region_relative_mse_divides_by_the_reference_and_leaves_lesions_out_of_the_loss():
+    from mcdose.phantoms import LESION_BASE
+    from residualnet.train import _loss, region_relative_mse
+
+    # slice 0: region 1 (4 voxels) with voxel errors ±0.2 around a true dose 1, reference 0.5;
+    # slice 1: a one-voxel lesion, true 0.6, predicted 0.3, reference 0.2
+    labels = torch.zeros(2, 1, 2, 4)
+    labels[0, 0, 0, :] = 1
+    labels[1, 0, 0, 0] = LESION_BASE
+    target = torch.zeros(2, 1, 2, 4)
+    target[0, 0, 0, :] = 1.0
+    target[1, 0, 0, 0] = 0.6
+    reference = 0.5 * (labels == 1).float()
+    reference[1, 0, 0, 0] = 0.2
+    pred = target.clone()
+    pred[0, 0, 0, :] += 0.2 * torch.tensor([1.0, -1.0, 1.0, -1.0])
+    pred[1, 0, 0, 0] = 0.3
+    floor = 0.1
+    organ = 4 * 0.2**2 / (4 * (0.5**2 + floor**2))
+    lesion = 0.3**2 / (0.2**2 + floor**2)
+    assert float(region_relative_mse(pred, target, reference, labels, floor, 1)) == \
+        pytest.approx((organ + lesion) / 2, rel=1e-5)
+    assert float(region_relative_mse(pred, target, reference, labels, floor, 1,
+                                     lesion_weight=0.0)) == pytest.approx(organ, rel=1e-5)
+    # the truth never enters the denominator
+    assert float(region_relative_mse(pred, 0.5 * target, reference, labels, floor, 4)) == \
+        pytest.approx(float(((pred - 0.5 * target)[0, 0, 0] ** 2).sum())
+                      / (4 * (0.5**2 + floor**2)), rel=1e-5)
+    zero = region_relative_mse(pred.requires_grad_(True), target, reference,
+                               torch.zeros_like(labels), floor, 1)
+    zero.backward()
+    assert zero.item() == 0.0 and pred.grad is not None
+    # the loss passes the VDK as the reference and weighs lesions 0 in this term
+    config = TrainConfig(loss="poisson-mde", organ_min_voxels=1, lesion_weight=2,
+                         nrmse_weight=0.5, nrmse_floor=floor, nrmse_reference="vdk")
+    base = TrainConfig(loss="poisson-mde", organ_min_voxels=1, lesion_weight=2)
+    body = (labels > 0).float()
+    pred = pred.detach()
+    added = (float(_loss(pred, target, body, reference, config, labels))
+             - float(_loss(pred, target, body, reference, base, labels)))
+    assert added == pytest.approx(0.5 * organ, rel=1e-5)
+    with pytest.raises(InputError, match="nrmse_reference must"):
+        TrainConfig(loss="poisson-mde", nrmse_reference="spect")
+
+
+def test_only_the_vdk_referenced_term_is_minimised_by_the_mean_of_an_uncertain_truth():
+    """Where the inputs leave the truth uncertain, the truth-referenced NRMSE's minimiser lies
+    below the truth's mean (a region weighs more the lower its dose turns out); with the VDK
+    as reference the minimiser is the mean (the weights do not depend on the truth)."""
+    from residualnet.train import region_nrmse, region_relative_mse
+
+    # 400 slices of one 8-voxel region whose true dose is 1 × a lognormal factor (σ 0.4)
+    # that the inputs do not tell: the same prediction and reference (1) for all of them
+    generator = torch.Generator().manual_seed(3)
+    factor = torch.exp(0.4 * torch.randn(400, 1, 1, 1, generator=generator))
+    target = factor * (1.0 + 0.05 * torch.randn(400, 1, 1, 8, generator=generator))
+    labels = torch.ones_like(target)
+    reference = torch.ones_like(target)
+    levels = torch.linspace(0.6, 1.4, 801)
+
+    def minimiser(term) -> float:
+        values = [float(term(torch.full_like(target, float(a)))) for a in levels]
+        return float(levels[int(torch.tensor(values).argmin())])
+
+    mean = float(target.mean())
+    truth_referenced = minimiser(lambda p: region_nrmse(p, target, labels, 0.05, 1, eps=0.0))
+    vdk_referenced = minimiser(
+        lambda p: region_relative_mse(p, target, reference, labels, 0.05, 1))
+    assert vdk_referenced == pytest.approx(mean, abs=1e-3)
+    assert truth_referenced < 0.9 * mean
+
+
 def test_organ_loss_adds_the_weighted_region_term_to_the_mse():
     from residualnet.train import _loss, region_mean_error
 

@@ -15,7 +15,12 @@ import os
 import click
 
 from mcdose.errors import McdoseError
-from residualnet.losses import LOSSES, NRMSE_FLOOR_DEFAULT, REGION_LOSS_DEFAULTS
+from residualnet.losses import (
+    LOSSES,
+    NRMSE_FLOOR_DEFAULT,
+    NRMSE_REFERENCES,
+    REGION_LOSS_DEFAULTS,
+)
 
 
 def _import_train():
@@ -68,6 +73,10 @@ def _import_train():
               show_default=True,
               help="Normalised dose in the NRMSE term's denominator: errors of regions above "
                    "it count relative, below it about absolute.")
+@click.option("--nrmse-reference", type=click.Choice(NRMSE_REFERENCES), default="truth",
+              show_default=True,
+              help="What the NRMSE term divides by: the true dose (the NRMSE itself) or the "
+                   "VDK (its square; weights free of the truth, so no bias of the mean).")
 @click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0,
               show_default=True,
               help="Decay of the weights' moving average, validated and saved (0: off; "
@@ -103,8 +112,8 @@ def _import_train():
 @click.option("--single-constant", is_flag=True,
               help="One normalisation constant for SPECT and dose, as the paper.")
 def train_residual(dataset_dir, out, epochs, batch_size, lr, loss, region_weight, region_floor,
-                   lesion_weight, lesion_min_voxels, nrmse_weight, nrmse_floor, ema, select_by,
-                   early_stopping, resume,
+                   lesion_weight, lesion_min_voxels, nrmse_weight, nrmse_floor, nrmse_reference,
+                   ema, select_by, early_stopping, resume,
                    overwrite,
                    seed, device, amp, workers, no_augment, width, levels, pack_size,
                    stem_channels, max_batches, single_constant) -> None:
@@ -119,7 +128,8 @@ def train_residual(dataset_dir, out, epochs, batch_size, lr, loss, region_weight
         epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, organ_weight=region_weight,
         organ_floor=region_floor, lesion_weight=lesion_weight,
         lesion_min_voxels=lesion_min_voxels, nrmse_weight=nrmse_weight,
-        nrmse_floor=nrmse_floor, ema_decay=ema, select_by=select_by,
+        nrmse_floor=nrmse_floor, nrmse_reference=nrmse_reference, ema_decay=ema,
+        select_by=select_by,
         early_stopping=early_stopping,
         seed=seed, device=device, amp=amp, workers=workers, augment=not no_augment,
         max_batches=max_batches, single_constant=single_constant, model=model,
