@@ -61,7 +61,7 @@ MODELS: dict[str, dict[str, Any]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from residualnet.losses import LOSSES, NRMSE_FLOOR_DEFAULT
+    from residualnet.losses import LOSSES, NRMSE_FLOOR_DEFAULT, NRMSE_REFERENCES
 
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="normalised dose in the NRMSE term's denominator",
     )
     p.add_argument(
-        "--nrmse-reference", choices=("truth", "vdk"), default="truth",
+        "--nrmse-reference", choices=NRMSE_REFERENCES, default="truth",
         help="what the NRMSE term divides by: the true dose, or the VDK (then squared)",
     )
     p.add_argument(

@@ -184,7 +184,9 @@ class TrainConfig:
         With ``"truth"`` a region weighs the more the lower its true dose turns out, and
         the square root weighs it by the inverse of its own error; both favour predictions
         below the truth where the SPECT leaves the truth uncertain: with weight 0.01 the CPU
-        campaign's rest-of-body mean dose came out 9.1 % off (0.4–1.1 % without the term).
+        campaign's rest-of-body mean dose came out 9.1 % low on the external test set (the
+        other runs: 0.4–1.1 % off); with ``"vdk"`` at weight 0.02, +0.1 %, with the same
+        NRMSE gain in the healthy liver and the spleen (docs/residualnet.md).
         ``"vdk"`` leaves the lesions out (their weight in this term is 0; the region-mean
         term still weighs them): the VDK spreads a small lesion's dose, its energy in a
         lesion slice is then a fraction of the truth's, and on the CPU campaign's training
