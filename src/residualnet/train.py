@@ -491,6 +491,23 @@ def region_mean_error(pred: torch.Tensor, target: torch.Tensor, labels: torch.Te
     return (weight * error).sum() / weight.sum().clamp_min(1e-12)
 
 
+def _region_energy_ratio(pred: torch.Tensor, target: torch.Tensor, reference: torch.Tensor,
+                         labels: torch.Tensor, floor: float, min_voxels: int,
+                         lesion_weight: float, lesion_min_voxels: int | None,
+                         lesion_base: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """``Σ (D̂ − D)² / Σ (R² + floor²)`` of every qualifying (slice, region) pair and its
+    weight (see :func:`_region_groups`); ``(None, weight)`` when no pair qualifies."""
+    p, t = pred.reshape(-1).float(), target.reshape(-1).float()
+    r = reference.reshape(-1).float()
+    index, count, size, keep, weight = _region_groups(
+        pred, labels, min_voxels, lesion_weight, lesion_min_voxels, lesion_base)
+    if not bool(keep.any()):
+        return None, weight
+    squared_error = torch.zeros(size, device=p.device).index_add_(0, index, (p - t) ** 2)
+    squared_ref = torch.zeros(size, device=p.device).index_add_(0, index, r**2)
+    return squared_error[keep] / (squared_ref[keep] + count[keep] * floor**2), weight
+
+
 def region_nrmse(pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, floor: float,
                  min_voxels: int, lesion_weight: float = 1.0,
                  lesion_min_voxels: int | None = None,
@@ -519,14 +536,10 @@ def region_nrmse(pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor,
     torch.Tensor
         Scalar (dimensionless); 0 when no region qualifies.
     """
-    p, t = pred.reshape(-1).float(), target.reshape(-1).float()
-    index, count, size, keep, weight = _region_groups(
-        pred, labels, min_voxels, lesion_weight, lesion_min_voxels, lesion_base)
-    if not bool(keep.any()):
-        return p.sum() * 0.0
-    squared_error = torch.zeros(size, device=p.device).index_add_(0, index, (p - t) ** 2)
-    squared_true = torch.zeros(size, device=p.device).index_add_(0, index, t**2)
-    ratio = squared_error[keep] / (squared_true[keep] + count[keep] * floor**2)
+    ratio, weight = _region_energy_ratio(pred, target, target, labels, floor, min_voxels,
+                                         lesion_weight, lesion_min_voxels, lesion_base)
+    if ratio is None:
+        return pred.float().sum() * 0.0
     return (weight * torch.sqrt(ratio + eps)).sum() / weight.sum().clamp_min(1e-12)
 
 
@@ -558,15 +571,11 @@ def region_relative_mse(pred: torch.Tensor, target: torch.Tensor, reference: tor
     torch.Tensor
         Scalar (dimensionless); 0 when no region qualifies.
     """
-    p, t = pred.reshape(-1).float(), target.reshape(-1).float()
-    r = reference.reshape(-1).float().clamp_min(0.0)
-    index, count, size, keep, weight = _region_groups(
-        pred, labels, min_voxels, lesion_weight, lesion_min_voxels, lesion_base)
-    if not bool(keep.any()):
-        return p.sum() * 0.0
-    squared_error = torch.zeros(size, device=p.device).index_add_(0, index, (p - t) ** 2)
-    squared_ref = torch.zeros(size, device=p.device).index_add_(0, index, r**2)
-    ratio = squared_error[keep] / (squared_ref[keep] + count[keep] * floor**2)
+    ratio, weight = _region_energy_ratio(pred, target, reference.float().clamp_min(0.0),
+                                         labels, floor, min_voxels, lesion_weight,
+                                         lesion_min_voxels, lesion_base)
+    if ratio is None:
+        return pred.float().sum() * 0.0
     return (weight * ratio).sum() / weight.sum().clamp_min(1e-12)
 
 
