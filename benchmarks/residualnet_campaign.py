@@ -48,6 +48,9 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
+#: virtual patients of the recorded CPU campaign; result files of other sizes say theirs
+DEFAULT_CASES = 48
+
 #: Model presets: ``paper`` is ``ModelConfig()`` (1.1 M parameters, 11-slice packs);
 #: ``light`` is the demo's CPU model (76.7 k parameters, 7-slice packs, 5×5 stem kernels);
 #: ``medium`` is the paper's U-Net (4 levels, 16 filters) behind the light stem (1.09 M
@@ -67,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--work", required=True, type=Path, help="campaign folder (resumable)")
-    p.add_argument("--cases", type=int, default=48, help="virtual patients (70/15/15 split)")
+    p.add_argument("--cases", type=int, default=DEFAULT_CASES,
+                   help="virtual patients (70/15/15 split)")
     p.add_argument("--preset", default="small", choices=("paper", "small", "tiny"))
     p.add_argument("--histories", type=float, default=2e7, help="MC decays per MC run")
     p.add_argument("--seed", type=int, default=1000, help="campaign seed")
@@ -204,6 +208,14 @@ def fit(args: argparse.Namespace, dataset: Path, model_path: Path):
     return train(dataset, model_path, config, resume=resume, progress=True), config
 
 
+def result_stem(date: str, machine_name: str, preset: str, tag: str, cases: int) -> str:
+    """Stem of a run's result files: ``<date>-<machine>-residualnet-<preset>-<tag>``, with
+    ``-<cases>cases`` appended when the campaign has other than :data:`DEFAULT_CASES` cases
+    (runs of one recipe on datasets of different sizes must not overwrite each other)."""
+    stem = f"{date}-{machine_name}-residualnet-{preset}-{tag}"
+    return stem if cases == DEFAULT_CASES else f"{stem}-{cases}cases"
+
+
 def run_tag(model: str, loss: str, region_weight: float | None = None, ema: float = 0.0,
             lesion_weight: float = 1.0, lesion_min_voxels: int | None = None,
             select_by: str = "loss", nrmse_weight: float = 0.0,
@@ -330,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine.describe()
     name = args.machine or machine.slug(info)
-    stem = f"{machine.today()}-{name}-residualnet-{args.preset}-{tag}"
+    stem = result_stem(machine.today(), name, args.preset, tag, args.cases)
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((dataset / "manifest.json").read_text())
     splits = _cases_per_split(manifest)

@@ -20,7 +20,7 @@ def test_campaign_writes_the_table_with_the_machine_and_resumes(tmp_path, monkey
     assert campaign.main(argv) == 0
     files = sorted(p.name for p in out.iterdir())
     stem = [f for f in files if f.endswith(".json")][0][: -len(".json")]
-    assert stem.endswith("-testbox-residualnet-tiny-mse")
+    assert stem.endswith("-testbox-residualnet-tiny-mse-4cases")
     record = json.loads((out / f"{stem}.json").read_text())
     assert record["machine"]["cpu"] and "libraries" in record["machine"]
     assert record["dataset"]["cases_per_split"]["test"] >= 1
@@ -64,6 +64,13 @@ def test_external_seeds_must_not_overlap_the_campaign(tmp_path):
         campaign.main(argv + ["--external-seed", "5"])
     campaign._check_external(campaign.build_parser().parse_args(argv + ["--external-seed", "6"]))
     assert not any(tmp_path.iterdir())  # nothing built on a refused command
+
+
+def test_result_stem_names_the_case_count_unless_it_is_the_default():
+    assert campaign.result_stem("2026-11-22", "cpu-2c", "small", "medium-mse", 48) == \
+        "2026-11-22-cpu-2c-residualnet-small-medium-mse"
+    assert campaign.result_stem("2026-11-22", "cpu-2c", "small", "medium-mse", 96) == \
+        "2026-11-22-cpu-2c-residualnet-small-medium-mse-96cases"
 
 
 def test_best_epoch_text_says_how_the_epoch_was_chosen():
