@@ -27,7 +27,9 @@ A GPU campaign at the paper's grid and model::
 
     python benchmarks/residualnet_campaign.py --work /scratch/cnn --preset paper --cases 100 \\
         --histories 1e9 --model paper --spect paper --epochs 200 --early-stopping 20 \\
-        --device cuda
+        --device cuda --loss poisson-mde --lesion-weight 2 --lesion-min-voxels 1 \\
+        --nrmse-weight 0.02 --nrmse-reference vdk --select-by goals \\
+        --external-cases 48 --external-seed 5000
 """
 
 from __future__ import annotations
