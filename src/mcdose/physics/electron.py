@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba.extending import register_jitable
 
 from mcdose.physics import layout as L
+from mcdose.physics.fp import F0, F1, F2
 from mcdose.physics.interp import grid_index, lerp_mat
 
 
@@ -50,13 +52,14 @@ def range_cell(range_grid, params, m, residual_range):
     n = int(params[L.P_N_R])
     log_r_min = range_grid[m, L.RG_LOG_R_MIN]
     x = (math.log(residual_range) - log_r_min) * range_grid[m, L.RG_INV_DLOG_R]
-    if x <= 0.0:
+    one = F1 + F0 * x  # 1 in the precision of the tables
+    if x <= F0:
         # below the table (E < 1 keV): quantities taken ∝ R, a tiny region
-        return 0, 0.0, residual_range / math.exp(log_r_min)
-    if x >= n - 1:
-        return n - 2, 1.0, 1.0
+        return 0, F0 * x, residual_range / math.exp(log_r_min)
+    if x >= np.float32(n - 1):
+        return n - 2, one, one
     k = int(x)
-    return k, x - k, 1.0
+    return k, x - np.float32(k), one
 
 
 @register_jitable
@@ -65,21 +68,22 @@ def energy_at_range(inv_range, range_grid, params, m, residual_range):
 
     Returns 0 for a non-positive residual range (the electron has stopped).
     """
-    if residual_range <= 0.0:
-        return 0.0
+    if residual_range <= F0:
+        return F0 * residual_range
     k, g, scale = range_cell(range_grid, params, m, residual_range)
     row = L.IR_ENERGY
-    return scale * (inv_range[m, row, k] * (1.0 - g) + inv_range[m, row, k + 1] * g)
+    return scale * (inv_range[m, row, k] * (F1 - g) + inv_range[m, row, k + 1] * g)
 
 
 @register_jitable
 def state_at_range(inv_range, range_grid, params, m, residual_range):
     """(energy keV, Q) of an electron with ``residual_range`` g/cm² left — one logarithm."""
-    if residual_range <= 0.0:
-        return 0.0, 0.0
+    if residual_range <= F0:
+        zero = F0 * residual_range
+        return zero, zero
     k, g, scale = range_cell(range_grid, params, m, residual_range)
-    e = scale * (inv_range[m, L.IR_ENERGY, k] * (1.0 - g) + inv_range[m, L.IR_ENERGY, k + 1] * g)
-    q = scale * (inv_range[m, L.IR_KAPPA, k] * (1.0 - g) + inv_range[m, L.IR_KAPPA, k + 1] * g)
+    e = scale * (inv_range[m, L.IR_ENERGY, k] * (F1 - g) + inv_range[m, L.IR_ENERGY, k + 1] * g)
+    q = scale * (inv_range[m, L.IR_KAPPA, k] * (F1 - g) + inv_range[m, L.IR_KAPPA, k + 1] * g)
     return e, q
 
 
@@ -100,8 +104,8 @@ def energy_after_step(mat_tab, inv_range, range_grid, params, m, energy, t):
 @register_jitable
 def transport_paths(mat_tab, params, m, energy):
     """Q(E): transport mean free paths travelled while slowing down from E to rest."""
-    if energy <= 0.0:
-        return 0.0
+    if energy <= F0:
+        return F0 * energy
     i, f = energy_cell(params, energy)
     return lerp_mat(mat_tab, m, L.E_KAPPA, i, f)
 
@@ -124,12 +128,12 @@ def step_limits(mat_tab, params, m, i, f):
     lam1 = lerp_mat(mat_tab, m, L.E_LAMBDA1, i, f)
     brems = lerp_mat(mat_tab, m, L.E_BREMS, i, f)
     q = lerp_mat(mat_tab, m, L.E_KAPPA, i, f)
-    x = i + f + params[L.P_STEP_SHIFT]
-    if x <= 0.0:
+    x = np.float32(i) + f + params[L.P_STEP_SHIFT]
+    if x <= F0:
         r_low = mat_tab[m, L.E_RANGE, 0]
     else:
         j = int(x)
-        r_low = lerp_mat(mat_tab, m, L.E_RANGE, j, x - j)
+        r_low = lerp_mat(mat_tab, m, L.E_RANGE, j, x - np.float32(j))
     t_loss = r - r_low
     t_ms = params[L.P_STEP_MS] * lam1
     t = t_loss if t_loss < t_ms else t_ms
@@ -146,19 +150,20 @@ def sample_ms_cos_theta(ms_table, params, kappa, xi):
     cos θ = 1 − 2μ; beyond ``P_MS_KAPPA_ISOTROPIC`` cos θ is uniform.
     """
     if kappa >= params[L.P_MS_KAPPA_ISOTROPIC]:
-        return 2.0 * xi - 1.0
-    if kappa <= 0.0:
-        return 1.0
+        return F2 * xi - F1
+    if kappa <= F0:
+        return F1 + F0 * xi
     n = int(params[L.P_MS_N_KAPPA])
     x = (math.log(kappa) - params[L.P_MS_LOG_KAPPA_MIN]) * params[L.P_MS_INV_DLOG_KAPPA]
-    if x <= 0.0:
+    if x <= F0:
         # κ < 1e-10: A ∝ κ/ln(1/κ) ≈ proportional over this tiny range
         a = ms_table[0] * kappa / math.exp(params[L.P_MS_LOG_KAPPA_MIN])
     else:
-        if x >= n - 1:
-            x = n - 1.000001
         i = int(x)
-        f = x - i
-        a = ms_table[i] * (1.0 - f) + ms_table[i + 1] * f
-    mu = a * xi / (1.0 - xi + a)
-    return 1.0 - 2.0 * mu
+        if i >= n - 1:
+            i = n - 2
+            x = np.float32(n - 1) + F0 * x
+        f = x - np.float32(i)
+        a = ms_table[i] * (F1 - f) + ms_table[i + 1] * f
+    mu = a * xi / (F1 - xi + a)
+    return F1 - F2 * mu

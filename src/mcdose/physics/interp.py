@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba.extending import register_jitable
+
+from mcdose.physics.fp import F0, F1
 
 
 @register_jitable
@@ -21,47 +24,47 @@ def grid_index(log_value, log_min, inv_dlog, n):
         Fraction between point i and i + 1, in [0, 1].
     """
     x = (log_value - log_min) * inv_dlog
-    if x <= 0.0:
-        return 0, 0.0
+    if x <= F0:
+        return 0, F0 * x
     top = n - 1
-    if x >= top:
-        return top - 1, 1.0
+    if x >= np.float32(top):
+        return top - 1, F1 + F0 * x
     i = int(x)
-    return i, x - i
+    return i, x - np.float32(i)
 
 
 @register_jitable
 def lerp_mat(mat_tab, m, q, i, f):
     """Linear interpolation of ``mat_tab[m, q, :]`` at cell (i, f)."""
-    return mat_tab[m, q, i] * (1.0 - f) + mat_tab[m, q, i + 1] * f
+    return mat_tab[m, q, i] * (F1 - f) + mat_tab[m, q, i + 1] * f
 
 
 @register_jitable
 def lerp_2d(table, i, f, xi):
     """Bilinear interpolation of ``table[i:i+2, :]`` at row fraction f and column ξ ∈ [0, 1]."""
     n_xi = table.shape[1]
-    x = xi * (n_xi - 1)
+    x = xi * np.float32(n_xi - 1)
     j = int(x)
     if j >= n_xi - 1:
         j = n_xi - 2
-    g = x - j
-    a = table[i, j] * (1.0 - g) + table[i, j + 1] * g
-    b = table[i + 1, j] * (1.0 - g) + table[i + 1, j + 1] * g
-    return a * (1.0 - f) + b * f
+    g = x - np.float32(j)
+    a = table[i, j] * (F1 - g) + table[i, j + 1] * g
+    b = table[i + 1, j] * (F1 - g) + table[i + 1, j + 1] * g
+    return a * (F1 - f) + b * f
 
 
 @register_jitable
 def lerp_3d(table, m, i, f, xi):
     """Bilinear interpolation of ``table[m, i:i+2, :]`` at row fraction f and column ξ."""
     n_xi = table.shape[2]
-    x = xi * (n_xi - 1)
+    x = xi * np.float32(n_xi - 1)
     j = int(x)
     if j >= n_xi - 1:
         j = n_xi - 2
-    g = x - j
-    a = table[m, i, j] * (1.0 - g) + table[m, i, j + 1] * g
-    b = table[m, i + 1, j] * (1.0 - g) + table[m, i + 1, j + 1] * g
-    return a * (1.0 - f) + b * f
+    g = x - np.float32(j)
+    a = table[m, i, j] * (F1 - g) + table[m, i, j + 1] * g
+    b = table[m, i + 1, j] * (F1 - g) + table[m, i + 1, j + 1] * g
+    return a * (F1 - f) + b * f
 
 
 @register_jitable

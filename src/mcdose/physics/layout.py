@@ -79,7 +79,7 @@ V_MATERIAL = 1  # material index (a small integer stored as float32)
 RG_LOG_R_MIN = 0  # ln(R_min / (g/cm²))
 RG_INV_DLOG_R = 1
 
-# --- particle stack columns: stack[slot, column]
+# --- particle banks: bank_f[column, slot] float32 (structure of arrays) ...
 S_TYPE = 0  # 0 photon, 1 electron
 S_E = 1  # kinetic energy, keV
 S_X = 2  # position, cm (grid frame: 0 at the outer corner of voxel 0)
@@ -89,6 +89,11 @@ S_U = 5  # direction cosines along x, y, z
 S_V = 6
 S_W = 7
 STACK_COLUMNS = 8
+# ... and bank_i[column, slot] int64
+B_HISTORY = 0  # decay (history) index the particle belongs to
+B_STREAM = 1  # its random-number stream (mcdose.physics.rng.child_stream)
+BANK_INT_COLUMNS = 2
+#: Slots of the CPU engine's per-thread particle stack (a bank used last-in first-out).
 STACK_SIZE = 48
 
 PHOTON = 0.0

@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba.extending import register_jitable
 
 from mcdose.physics import layout as L
 from mcdose.physics.constants import ELECTRON_REST_ENERGY_KEV
+from mcdose.physics.fp import F0, F1, F2, F_TWO_PI
 from mcdose.physics.interp import grid_index, lerp_2d, lerp_3d
 
-_TWO_PI = 2.0 * math.pi
+_INV_MEC2 = np.float32(1.0 / ELECTRON_REST_ENERGY_KEV)  # 1/keV
+_NEAR_Z_AXIS = np.float32(1e-20)
 
 
 @register_jitable
 def isotropic_direction(xi1, xi2):
     """Unit vector uniform on the sphere from two uniforms in (0, 1)."""
-    w = 2.0 * xi1 - 1.0
-    s = math.sqrt(max(0.0, 1.0 - w * w))
-    phi = _TWO_PI * xi2
+    w = F2 * xi1 - F1
+    s = math.sqrt(max(F0, F1 - w * w))
+    phi = F_TWO_PI * xi2
     return s * math.cos(phi), s * math.sin(phi), w
 
 
@@ -35,18 +38,18 @@ def rotate_direction(u, v, w, cos_t, phi):
 
     Returns the new unit vector; the usual formula with a special case near the z axis.
     """
-    sin_t = math.sqrt(max(0.0, 1.0 - cos_t * cos_t))
+    sin_t = math.sqrt(max(F0, F1 - cos_t * cos_t))
     c_phi = math.cos(phi)
     s_phi = math.sin(phi)
     rho2 = u * u + v * v
-    if rho2 < 1e-20:
-        sign = 1.0 if w >= 0.0 else -1.0
+    if rho2 < _NEAR_Z_AXIS:
+        sign = F1 if w >= F0 else -F1
         return sin_t * c_phi, sin_t * s_phi, sign * cos_t
     rho = math.sqrt(rho2)
     un = u * cos_t + sin_t * (u * w * c_phi - v * s_phi) / rho
     vn = v * cos_t + sin_t * (v * w * c_phi + u * s_phi) / rho
     wn = w * cos_t - sin_t * rho * c_phi
-    norm = 1.0 / math.sqrt(un * un + vn * vn + wn * wn)
+    norm = F1 / math.sqrt(un * un + vn * vn + wn * wn)
     return un * norm, vn * norm, wn * norm
 
 
@@ -60,22 +63,22 @@ def sample_compton_epsilon(kn_table, params, energy, xi):
         int(params[L.P_KN_N_E]),
     )
     eps = lerp_2d(kn_table, i, f, xi)
-    eps_min = 1.0 / (1.0 + 2.0 * energy / ELECTRON_REST_ENERGY_KEV)
+    eps_min = F1 / (F1 + F2 * energy * _INV_MEC2)
     if eps < eps_min:
         eps = eps_min
-    if eps > 1.0:
-        eps = 1.0
+    if eps > F1:
+        eps = F1 + F0 * eps
     return eps
 
 
 @register_jitable
 def compton_cos_theta(energy, eps):
     """Photon scattering cosine for energy ``energy`` (keV) and ε = E'/E (kinematics)."""
-    c = 1.0 - (1.0 - eps) / (eps * energy / ELECTRON_REST_ENERGY_KEV)
-    if c < -1.0:
-        c = -1.0
-    if c > 1.0:
-        c = 1.0
+    c = F1 - (F1 - eps) / (eps * energy * _INV_MEC2)
+    if c < -F1:
+        c = F0 * c - F1
+    if c > F1:
+        c = F1 + F0 * c
     return c
 
 
@@ -87,7 +90,7 @@ def compton_electron_direction(energy, eps, u, v, w, up, vp, wp):
     py = energy * v - e1 * vp
     pz = energy * w - e1 * wp
     norm = math.sqrt(px * px + py * py + pz * pz)
-    if norm <= 0.0:
+    if norm <= F0:
         return u, v, w
     return px / norm, py / norm, pz / norm
 
@@ -102,8 +105,8 @@ def sample_rayleigh_cos(ray_table, params, m, energy, xi):
         int(params[L.P_RAY_N_E]),
     )
     c = lerp_3d(ray_table, m, i, f, xi)
-    if c < -1.0:
-        c = -1.0
-    if c > 1.0:
-        c = 1.0
+    if c < -F1:
+        c = F0 * c - F1
+    if c > F1:
+        c = F1 + F0 * c
     return c

@@ -1,8 +1,12 @@
 """Counter-based random numbers: Philox4x32-10 keyed by (seed, history), for CPU and CUDA.
 
-Every history owns an independent stream: the key is the 64-bit seed, the counter is
-``(block, history_lo, history_hi, stream)``.  The numbers a history draws therefore depend
-only on ``(seed, history index)`` — not on the thread that runs it, the number of threads,
+Every particle owns an independent stream: the key is the 64-bit seed, the counter is
+``(block, history_lo, history_hi, stream)``.  Stream 0 samples the decay itself; each particle
+it emits, and each secondary of those, gets its own 32-bit stream number from
+:func:`child_stream` (a hash of its parent's stream and its birth order).  The numbers a
+particle draws therefore depend only on ``(seed, history index, its ancestry)`` — not on the
+thread that runs it, the number of threads, the order in which particles are transported
+(depth-first on a per-history stack on the CPU, breadth-first from particle banks on the GPU),
 or whether it runs on a CPU or a GPU.
 
 The generator state is a small ``uint64`` array (see :data:`STATE_SIZE`) that the driver
@@ -19,8 +23,9 @@ Philox4x32-10 with counter and key all zero: ``6627e8d5 e169c58d bc57ac4c 9b00db
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-from numba.extending import register_jitable
+from numba.extending import overload, register_jitable
 
 #: Counter blocks generated together: four independent Philox chains overlap in the CPU's
 #: pipeline (a single block is a ~50-cycle dependent chain), 16 words per refill.  The
@@ -42,6 +47,14 @@ _ZERO = np.uint64(0)
 # ctr3 (stream), 16 buffered words, position in the buffer (0..16)
 _K0, _K1, _C0, _C1, _C2, _C3, _OUT, _POS = 0, 1, 2, 3, 4, 5, 6, 6 + _WORDS
 _INV_2_32 = 2.3283064365386963e-10  # 2**-32
+_F_INV_2_24 = np.float32(2.0**-24)
+_F_HALF = np.float32(0.5)
+_SHIFT8 = np.uint64(8)
+_H1 = np.uint64(0x9E3779B1)
+_H2 = np.uint64(0x85EBCA6B)
+_H3 = np.uint64(0xC2B2AE35)
+_S13 = np.uint64(13)
+_S16 = np.uint64(16)
 
 
 @register_jitable
@@ -153,10 +166,55 @@ def _refill(state):
 
 
 @register_jitable
+def _refill_sequential(state):
+    """The same four blocks as :func:`_refill`, one chain at a time (few live registers: GPU)."""
+    c0 = state[_C0]
+    c1 = state[_C1]
+    c2 = state[_C2]
+    c3 = state[_C3]
+    for b in range(BLOCKS_PER_REFILL):
+        a0, a1, a2, a3 = philox4x32_10(
+            c0 + np.uint64(b), c1, c2, c3, state[_K0], state[_K1]
+        )
+        state[_OUT + 4 * b] = a0
+        state[_OUT + 4 * b + 1] = a1
+        state[_OUT + 4 * b + 2] = a2
+        state[_OUT + 4 * b + 3] = a3
+    c0 = (c0 + np.uint64(BLOCKS_PER_REFILL)) & _MASK32
+    state[_C0] = c0
+    if c0 == _ZERO:
+        state[_C3] = (c3 + np.uint64(0x10000)) & _MASK32
+    state[_POS] = _ZERO
+
+
+def rng_refill(state):
+    """Refill the buffer: interleaved chains on the CPU, sequential on CUDA (overloads)."""
+    _refill(state)
+
+
+@overload(rng_refill, target="cpu")
+def _rng_refill_cpu(state):
+    def impl(state):
+        _refill(state)
+
+    return impl
+
+
+if not numba.config.ENABLE_CUDASIM:
+
+    @overload(rng_refill, target="cuda")
+    def _rng_refill_cuda(state):
+        def impl(state):
+            _refill_sequential(state)
+
+        return impl
+
+
+@register_jitable
 def rng_next_u32(state):
     """Next 32-bit word of the stream (as uint64)."""
     if state[_POS] >= np.uint64(_WORDS):
-        _refill(state)
+        rng_refill(state)
     pos = state[_POS]
     state[_POS] = pos + _ONE
     return state[_OUT + np.int64(pos)]
@@ -164,5 +222,45 @@ def rng_next_u32(state):
 
 @register_jitable
 def rng_uniform(state):
+    """Uniform float32 in the open interval (0, 1), 24 bits of resolution.
+
+    The top 24 bits of a word plus one half, times 2⁻²⁴: every value is exact in float32 and
+    lies in [2⁻²⁵, 1 − 2⁻²⁵], so ``log(ξ)`` and ``log(1 − ξ)`` are always finite.
+    """
+    return (np.float32(rng_next_u32(state) >> _SHIFT8) + _F_HALF) * _F_INV_2_24
+
+
+@register_jitable
+def rng_uniform64(state):
     """Uniform float64 in the open interval (0, 1), 32 bits of resolution."""
     return (np.float64(rng_next_u32(state)) + 0.5) * _INV_2_32
+
+
+@register_jitable
+def child_stream(parent, k):
+    """Stream number of the ``k``-th particle (k = 0, 1, ...) born from stream ``parent``.
+
+    MurmurHash3's 32-bit finaliser of ``parent·φ + k + 1``: deterministic, so a particle's
+    random numbers follow from its ancestry alone.  Two particles of one history share a
+    stream with probability ≈ n²/2³³ (≈ 10⁻⁷ for n = 30 particles); such a pair would only
+    reuse numbers, not bias the physics.
+
+    Parameters
+    ----------
+    parent : int
+        Stream of the parent (0: the decay), 0 ≤ parent < 2³².
+    k : int
+        Birth order of the child among the parent's children.
+
+    Returns
+    -------
+    uint64
+        The child's stream number, < 2³².
+    """
+    x = (np.uint64(parent) * _H1 + np.uint64(k) + _ONE) & _MASK32
+    x ^= x >> _S16
+    x = (x * _H2) & _MASK32
+    x ^= x >> _S13
+    x = (x * _H3) & _MASK32
+    x ^= x >> _S16
+    return x

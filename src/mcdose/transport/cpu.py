@@ -31,14 +31,13 @@ def _run_histories(
     voxels, src_index, src_prob, src_alias,
     beta_icdf, elines, plines,
     mat_tab, inv_range, range_grid, kn_table, ray_table, ms_table, majorant, params,
-    tallies, counters, rng_states, stacks,
+    tallies, counters, rng_states, stacks_f, stacks_i, stacks_n,
 ):  # fmt: skip
     n = last - first
     n_chunks = (n + chunk - 1) // chunk
     for c in numba.prange(n_chunks):
         slot = numba.get_thread_id()
         rng = rng_states[slot]
-        stack = stacks[slot]
         start = first + c * chunk
         stop = min(last, start + chunk)
         for h in range(start, stop):
@@ -47,7 +46,8 @@ def _run_histories(
                 voxels, src_index, src_prob, src_alias,
                 beta_icdf, elines, plines,
                 mat_tab, inv_range, range_grid, kn_table, ray_table, ms_table, majorant, params,
-                tallies[slot], counters[slot], rng, stack,
+                tallies[slot], counters[slot], rng, stacks_f[slot], stacks_i[slot],
+                stacks_n[slot],
             )  # fmt: skip
 
 
@@ -89,7 +89,9 @@ class CpuBackend:
         self._tallies = np.zeros((self.threads, n_vox), np.uint64)
         self._counters = np.zeros((self.threads, L.N_COUNTERS), np.uint64)
         self._rng_states = np.zeros((self.threads, STATE_SIZE), np.uint64)
-        self._stacks = np.zeros((self.threads, L.STACK_SIZE, L.STACK_COLUMNS))
+        self._stacks_f = np.zeros((self.threads, L.STACK_COLUMNS, L.STACK_SIZE), np.float32)
+        self._stacks_i = np.zeros((self.threads, L.BANK_INT_COLUMNS, L.STACK_SIZE), np.int64)
+        self._stacks_n = np.zeros((self.threads, 1), np.int64)
         self.energy_sum = np.zeros(n_vox)
         self.energy_sum_sq = np.zeros(n_vox)
 
@@ -101,7 +103,8 @@ class CpuBackend:
             chunk = max(1, min(256, (last - first) // (4 * self.threads)))
             _run_histories(
                 np.int64(first), np.int64(last), np.uint64(seed), np.int64(chunk),
-                *self._arrays, self._tallies, self._counters, self._rng_states, self._stacks,
+                *self._arrays, self._tallies, self._counters, self._rng_states,
+                self._stacks_f, self._stacks_i, self._stacks_n,
             )  # fmt: skip
         finally:
             numba.set_num_threads(previous)

@@ -1,13 +1,24 @@
-"""CUDA driver (numba-cuda): one thread per history, integer atomic tallies on the device.
+"""CUDA driver (numba-cuda): decays, photons and electrons in separate kernels over particle banks.
 
-The physics is the same source as the CPU driver (:mod:`mcdose.transport.history`); here
-:func:`~mcdose.transport.history.tally_add` is overloaded with ``cuda.atomic.add`` on uint64,
-so the tally is exact and independent of the order in which threads add to it.  Batch sums
-for the uncertainty are accumulated on the device; only the final sums are copied back.
+The physics is the same source as the CPU driver (:mod:`mcdose.transport.history`).  A run of
+histories goes in rounds, as in gDPM and MC-GPU (PHYSICS.md, "On the GPU"):
 
-This module imports ``numba.cuda`` at import time and is itself imported only when a CUDA
-run is requested (``import mcdose`` never touches CUDA).  It also runs under the CUDA
-simulator (``NUMBA_ENABLE_CUDASIM=1``) for tests on machines without a GPU.
+1. :func:`decay_kernel` — one thread per decay: position and emissions, banked into a photon
+   bank and an electron bank (structure of arrays, slots claimed with an atomic counter);
+2. :func:`photon_kernel` — one thread per banked photon: Woodcock tracking to absorption or
+   escape; Compton and photo-electrons go into the electron bank;
+3. :func:`electron_kernel` — one thread per banked electron (sorted by energy when CuPy is
+   at hand, so a warp's electrons need similar numbers of steps); bremsstrahlung photons go
+   into the (emptied) photon bank, and rounds 2–3 repeat until both banks are empty.
+
+Threads of a warp thus do alike work instead of waiting on the one history with the longest
+mixed photon/electron tree.  Every particle draws from its own random stream (keyed by seed,
+history and ancestry), so the dose does not depend on the bank order, the grid size or the
+atomics' timing: the tally is fixed-point uint64 with integer atomic adds, order-independent.
+
+This module imports ``numba.cuda`` at import time and is itself imported only when a CUDA run
+is requested (``import mcdose`` never touches CUDA).  It also runs under the CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``) for tests on machines without a GPU.
 """
 
 from __future__ import annotations
@@ -22,11 +33,19 @@ from numba.extending import overload
 
 from mcdose.physics import layout as L
 from mcdose.physics.rng import STATE_SIZE
-from mcdose.transport.history import run_history, tally_add
+from mcdose.transport.history import (
+    bank_slot,
+    sample_decay,
+    tally_add,
+    transport_banked_electron,
+    transport_banked_photon,
+)
 
 THREADS_PER_BLOCK = 128
-#: Per-thread particle stack shape (a global tuple: a compile-time constant for numba-cuda).
-_STACK_SHAPE = (L.STACK_SIZE, L.STACK_COLUMNS)
+#: Bank slots per history in a call: Lu-177 emits ≈ 1.2 electrons and 0.2 photons per decay
+#: (ICRP 107) and its photons ≈ 0.3 Compton electrons; 3 leaves room for any nuclide's
+#: cascade.  A full bank deposits the extra particle locally and counts it (never silent).
+BANK_SLOTS_PER_HISTORY = 3
 
 
 if not numba.config.ENABLE_CUDASIM:
@@ -38,30 +57,73 @@ if not numba.config.ENABLE_CUDASIM:
 
         return impl
 
+    @overload(bank_slot, target="cuda")
+    def _bank_slot_cuda(count, capacity):
+        def impl(count, capacity):
+            slot = cuda.atomic.add(count, 0, 1)
+            return slot if slot < capacity else -1
 
-@cuda.jit
-def transport_kernel(
+        return impl
+
+
+@cuda.jit(fastmath=True)
+def decay_kernel(
     first, last, seed,
-    voxels, src_index, src_prob, src_alias,
-    beta_icdf, elines, plines,
-    mat_tab, inv_range, range_grid, kn_table, ray_table, ms_table, majorant, params,
-    tally, counters,
+    voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
+    tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n,
 ):  # fmt: skip
-    """Grid-stride loop over histories ``first`` … ``last − 1``; thread t owns counters[t]."""
+    """Grid-stride loop over decays ``first`` … ``last − 1``: sample and bank their emissions."""
     rng = cuda.local.array(STATE_SIZE, numba.uint64)
-    stack = cuda.local.array(_STACK_SHAPE, numba.float64)
     tid = cuda.grid(1)
     stride = cuda.gridsize(1)
     h = first + tid
     while h < last:
-        run_history(
+        sample_decay(
             h, seed,
-            voxels, src_index, src_prob, src_alias,
-            beta_icdf, elines, plines,
-            mat_tab, inv_range, range_grid, kn_table, ray_table, ms_table, majorant, params,
-            tally, counters[tid], rng, stack,
+            voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
+            tally, counters[tid], ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
         )  # fmt: skip
         h += stride
+
+
+@cuda.jit(fastmath=True)
+def photon_kernel(
+    n, seed, bank_f, bank_i,
+    voxels, mat_tab, kn_table, ray_table, majorant, params,
+    tally, counters, out_f, out_i, out_n,
+):  # fmt: skip
+    """Grid-stride loop over the first ``n`` banked photons; their electrons into ``out_*``."""
+    rng = cuda.local.array(STATE_SIZE, numba.uint64)
+    tid = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    slot = tid
+    while slot < n:
+        transport_banked_photon(
+            slot, seed, bank_f, bank_i,
+            voxels, mat_tab, kn_table, ray_table, majorant, params,
+            tally, counters[tid], out_f, out_i, out_n, rng,
+        )  # fmt: skip
+        slot += stride
+
+
+@cuda.jit(fastmath=True)
+def electron_kernel(
+    n, seed, bank_f, bank_i,
+    voxels, mat_tab, inv_range, range_grid, ms_table, params,
+    tally, counters, out_f, out_i, out_n,
+):  # fmt: skip
+    """Grid-stride loop over the first ``n`` banked electrons; bremsstrahlung into ``out_*``."""
+    rng = cuda.local.array(STATE_SIZE, numba.uint64)
+    tid = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    slot = tid
+    while slot < n:
+        transport_banked_electron(
+            slot, seed, bank_f, bank_i,
+            voxels, mat_tab, inv_range, range_grid, ms_table, params,
+            tally, counters[tid], out_f, out_i, out_n, rng,
+        )  # fmt: skip
+        slot += stride
 
 
 @cuda.jit
@@ -75,9 +137,49 @@ def accumulate_kernel(tally, factor, energy_sum, energy_sum_sq):
         tally[i] = np.uint64(0)
 
 
+def kernel_signatures() -> dict[str, tuple]:
+    """Argument types of every kernel here, as the drivers launch them (for PTX builds).
+
+    Returns
+    -------
+    dict
+        kernel name -> (Python function, numba signature tuple, threads per block).
+    """
+    f32 = numba.float32
+    f64 = numba.float64
+    i64 = numba.int64
+    u64 = numba.uint64
+    bank = (f32[:, ::1], i64[:, ::1], i64[::1])
+    voxels = f32[:, ::1]
+    tally_counters = (u64[::1], u64[:, ::1])
+    return {
+        "decay_kernel": (
+            decay_kernel.py_func,
+            (i64, i64, u64, voxels, i64[::1], f32[::1], i64[::1], f32[::1], f32[:, ::1],
+             f32[:, ::1], f32[::1], *tally_counters, *bank, *bank),
+            THREADS_PER_BLOCK,
+        ),
+        "photon_kernel": (
+            photon_kernel.py_func,
+            (i64, u64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[:, ::1],
+             f32[:, :, ::1], f32[::1], f32[::1], *tally_counters, *bank),
+            THREADS_PER_BLOCK,
+        ),
+        "electron_kernel": (
+            electron_kernel.py_func,
+            (i64, u64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[:, :, ::1],
+             f32[:, ::1], f32[::1], f32[::1], *tally_counters, *bank),
+            THREADS_PER_BLOCK,
+        ),
+        "accumulate_kernel": (
+            accumulate_kernel.py_func, (u64[::1], f64, f64[::1], f64[::1]), 256,
+        ),
+    }  # fmt: skip
+
+
 @functools.cache
 def _device_grid() -> tuple[int, int]:
-    """(blocks, threads per block) for the transport kernel on the current device."""
+    """(blocks, threads per block) for the transport kernels on the current device."""
     if numba.config.ENABLE_CUDASIM:
         return 2, 4
     device = cuda.get_current_device()
@@ -85,35 +187,139 @@ def _device_grid() -> tuple[int, int]:
     return sms * 16, THREADS_PER_BLOCK
 
 
+def _sort_by_energy(bank_f, bank_i, n, spare_f, spare_i):
+    """Reorder the first ``n`` slots by decreasing energy (CuPy); False if CuPy is absent."""
+    if numba.config.ENABLE_CUDASIM or n < 2:
+        return False
+    try:
+        import cupy
+    except ImportError:
+        return False
+    f = cupy.asarray(bank_f)
+    i = cupy.asarray(bank_i)
+    order = cupy.argsort(-f[L.S_E, :n])
+    sf = cupy.asarray(spare_f)
+    si = cupy.asarray(spare_i)
+    sf[:, :n] = f[:, :n][:, order]
+    si[:, :n] = i[:, :n][:, order]
+    f[:, :n] = sf[:, :n]
+    i[:, :n] = si[:, :n]
+    return True
+
+
+class _Bank:
+    """A particle bank on the device: float32 and int64 columns and a fill counter."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = int(capacity)
+        self.f = cuda.device_array((L.STACK_COLUMNS, self.capacity), np.float32)
+        self.i = cuda.device_array((L.BANK_INT_COLUMNS, self.capacity), np.int64)
+        self.n = cuda.to_device(np.zeros(1, np.int64))
+
+    def arrays(self) -> tuple:
+        return self.f, self.i, self.n
+
+    def filled(self) -> int:
+        """Slots holding particles (the counter may run past the capacity when full)."""
+        return min(int(self.n.copy_to_host()[0]), self.capacity)
+
+    def clear(self) -> None:
+        self.n.copy_to_device(np.zeros(1, np.int64))
+
+
 class CudaBackend:
-    """Runs ranges of histories on the GPU and accumulates batch statistics on the device."""
+    """Runs ranges of histories on the GPU and accumulates batch statistics on the device.
+
+    Parameters
+    ----------
+    inputs : SimulationInputs
+        Kernel arrays from :func:`mcdose.transport.setup.prepare_simulation`.
+    blocks, threads : int, optional
+        Launch configuration (default: 16 blocks of 128 threads per SM).
+    histories_per_round : int, optional
+        Decays sampled per round; the banks hold ``BANK_SLOTS_PER_HISTORY`` particles each.
+    sort_electrons : bool
+        Sort the electron bank by energy before each electron pass (needs CuPy).
+    """
 
     name = "cuda"
 
-    def __init__(self, inputs, blocks: int | None = None, threads: int | None = None) -> None:
+    def __init__(self, inputs, blocks: int | None = None, threads: int | None = None,
+                 histories_per_round: int = 2_000_000, sort_electrons: bool = True) -> None:
         default_blocks, default_threads = _device_grid()
         self.blocks = int(blocks or default_blocks)
         self.threads = int(threads or default_threads)
+        self.histories_per_round = int(histories_per_round)
+        self.sort_electrons = bool(sort_electrons)
         n_vox = inputs.voxels.shape[0]
         self._scale = float(inputs.params[L.P_TALLY_SCALE])
-        self._arrays = tuple(
-            cuda.to_device(np.ascontiguousarray(a)) for a in inputs.kernel_arrays()
-        )
+        arrays = tuple(cuda.to_device(np.ascontiguousarray(a)) for a in inputs.kernel_arrays())
+        (self._voxels, self._src_index, self._src_prob, self._src_alias, self._beta_icdf,
+         self._elines, self._plines, self._mat_tab, self._inv_range, self._range_grid,
+         self._kn_table, self._ray_table, self._ms_table, self._majorant,
+         self._params) = arrays  # fmt: skip
         self._tally = cuda.to_device(np.zeros(n_vox, np.uint64))
         self._counters = cuda.to_device(
             np.zeros((self.blocks * self.threads, L.N_COUNTERS), np.uint64)
         )
         self._sum = cuda.to_device(np.zeros(n_vox))
         self._sum_sq = cuda.to_device(np.zeros(n_vox))
+        self._banks: tuple[_Bank, _Bank, _Bank] | None = None
+        #: particles transported per pass, for diagnostics: (kind, count) in launch order
+        self.passes: list[tuple[str, int]] = []
+
+    def _bank_set(self, histories: int) -> tuple[_Bank, _Bank, _Bank]:
+        capacity = BANK_SLOTS_PER_HISTORY * max(histories, 1) + 1024
+        if self._banks is None or self._banks[0].capacity < capacity:
+            self._banks = (_Bank(capacity), _Bank(capacity), _Bank(capacity))
+        return self._banks
+
+    def _launch(self, n: int) -> int:
+        return min(self.blocks, max(1, math.ceil(n / self.threads)))
 
     def run(self, first: int, last: int, seed: int) -> None:
         """Transport histories ``first`` … ``last − 1`` into the current batch."""
-        n = last - first
-        blocks = min(self.blocks, max(1, math.ceil(n / self.threads)))
-        transport_kernel[blocks, self.threads](
-            np.int64(first), np.int64(last), np.uint64(seed), *self._arrays,
-            self._tally, self._counters,
+        for start in range(first, last, self.histories_per_round):
+            self._run_round(start, min(last, start + self.histories_per_round), seed)
+
+    def _run_round(self, first: int, last: int, seed: int) -> None:
+        photons, electrons, spare = self._bank_set(last - first)
+        photons.clear()
+        electrons.clear()
+        seed = np.uint64(seed)
+        t = self.threads
+        decay_kernel[self._launch(last - first), t](
+            np.int64(first), np.int64(last), seed,
+            self._voxels, self._src_index, self._src_prob, self._src_alias, self._beta_icdf,
+            self._elines, self._plines, self._params,
+            self._tally, self._counters, *photons.arrays(), *electrons.arrays(),
         )  # fmt: skip
+        while True:
+            n_ph = photons.filled()
+            if n_ph:
+                photon_kernel[self._launch(n_ph), t](
+                    np.int64(n_ph), seed, photons.f, photons.i,
+                    self._voxels, self._mat_tab, self._kn_table, self._ray_table,
+                    self._majorant, self._params,
+                    self._tally, self._counters, *electrons.arrays(),
+                )  # fmt: skip
+                self.passes.append(("photon", n_ph))
+            photons.clear()
+            n_el = electrons.filled()
+            if not n_el:
+                break
+            if self.sort_electrons:
+                _sort_by_energy(electrons.f, electrons.i, n_el, spare.f, spare.i)
+            electron_kernel[self._launch(n_el), t](
+                np.int64(n_el), seed, electrons.f, electrons.i,
+                self._voxels, self._mat_tab, self._inv_range, self._range_grid,
+                self._ms_table, self._params,
+                self._tally, self._counters, *photons.arrays(),
+            )  # fmt: skip
+            self.passes.append(("electron", n_el))
+            electrons.clear()
+            if not photons.filled():
+                break
         cuda.synchronize()
 
     def end_batch(self, histories: int) -> None:

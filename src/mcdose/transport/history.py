@@ -21,6 +21,19 @@ Model summary (details and sources in docs/physics.md):
   below ``P_E_CUT`` (or when range rejection applies) the energy is deposited locally;
 * tallies: fixed-point unsigned 64-bit energies (``P_TALLY_SCALE`` units per keV), so sums
   are exact and independent of the order of the additions.
+
+Particles waiting for transport live in *banks*: structure-of-arrays ``bank_f[column, slot]``
+(float32: type, energy, position, direction) and ``bank_i[column, slot]`` (int64: history,
+random-number stream) with a fill counter ``count[0]``.  The CPU engine
+(:func:`run_history`) gives each thread a small bank used as a last-in first-out stack and
+follows a decay depth-first; the GPU engine fills one photon and one electron bank with all
+the particles of many decays and transports each bank in its own kernel, so the threads of
+a warp do alike work (:mod:`mcdose.transport.cuda`).  Every particle draws from its own
+random stream (:func:`mcdose.physics.rng.child_stream`), so both orders give the same
+physics — on the CPU, bit for bit the same tally.
+
+Precision: float32 throughout (:mod:`mcdose.physics.fp`); energies become float64 only on
+their way into the fixed-point tally (:func:`to_fixed`).
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ from mcdose.physics.electron import (
     state_at_range,
     step_limits,
 )
+from mcdose.physics.fp import F0, F1, F_FAR, F_TWO_PI
 from mcdose.physics.interp import lerp_mat
 from mcdose.physics.photon import (
     compton_cos_theta,
@@ -48,9 +62,8 @@ from mcdose.physics.photon import (
     sample_compton_epsilon,
     sample_rayleigh_cos,
 )
-from mcdose.physics.rng import rng_init, rng_uniform
+from mcdose.physics.rng import child_stream, rng_init, rng_uniform, rng_uniform64
 
-_TWO_PI = 2.0 * math.pi
 _SIM_LOCK = threading.Lock()
 
 # electron mover status codes
@@ -79,10 +92,35 @@ def _tally_add_cpu(tally, index, value):
     return impl
 
 
+def bank_slot(count, capacity):
+    """Claim the next free slot of a bank: its index, or −1 when the bank is full.
+
+    On the CPU a bank belongs to one thread (plain increment, never past ``capacity``); on
+    CUDA the counter is shared (atomic add; it may run past ``capacity``, readers clamp).
+    This Python body runs under the CUDA simulator only.
+    """
+    with _SIM_LOCK:
+        slot = count[0]
+        count[0] = slot + 1
+    return slot if slot < capacity else -1
+
+
+@overload(bank_slot, target="cpu")
+def _bank_slot_cpu(count, capacity):
+    def impl(count, capacity):
+        slot = count[0]
+        if slot >= capacity:
+            return -1
+        count[0] = slot + 1
+        return slot
+
+    return impl
+
+
 @register_jitable
 def to_fixed(energy, scale):
-    """Energy (keV) in fixed-point tally units (rounded to nearest)."""
-    return np.uint64(energy * scale + 0.5)
+    """Energy (keV) in fixed-point tally units (rounded to nearest; float64 arithmetic)."""
+    return np.uint64(np.float64(energy) * np.float64(scale) + 0.5)
 
 
 @register_jitable
@@ -92,35 +130,39 @@ def voxel_index(ix, iy, iz, nx, ny):
 
 
 @register_jitable
-def push_particle(stack, sp, kind, energy, x, y, z, u, v, w):
-    """Push a particle; returns the new stack pointer, or -1 if the stack is full."""
-    if sp >= stack.shape[0]:
-        return -1
-    stack[sp, L.S_TYPE] = kind
-    stack[sp, L.S_E] = energy
-    stack[sp, L.S_X] = x
-    stack[sp, L.S_Y] = y
-    stack[sp, L.S_Z] = z
-    stack[sp, L.S_U] = u
-    stack[sp, L.S_V] = v
-    stack[sp, L.S_W] = w
-    return sp + 1
+def push_particle(bank_f, bank_i, count, kind, energy, x, y, z, u, v, w, history, stream):
+    """Put a particle into a bank; False if the bank is full."""
+    slot = bank_slot(count, bank_f.shape[1])
+    if slot < 0:
+        return False
+    bank_f[L.S_TYPE, slot] = kind
+    bank_f[L.S_E, slot] = energy
+    bank_f[L.S_X, slot] = x
+    bank_f[L.S_Y, slot] = y
+    bank_f[L.S_Z, slot] = z
+    bank_f[L.S_U, slot] = u
+    bank_f[L.S_V, slot] = v
+    bank_f[L.S_W, slot] = w
+    bank_i[L.B_HISTORY, slot] = history
+    bank_i[L.B_STREAM, slot] = stream
+    return True
 
 
 @register_jitable
-def push_or_deposit(stack, sp, kind, energy, x, y, z, u, v, w, tally, vox, scale):
-    """Push a particle; if the stack is full, deposit its energy in voxel ``vox`` instead.
+def push_or_deposit(
+    bank_f, bank_i, count, kind, energy, x, y, z, u, v, w, history, stream, tally, vox, scale,
+):  # fmt: skip
+    """Bank a particle; if the bank is full, deposit its energy in voxel ``vox`` instead.
 
     Returns
     -------
-    tuple
-        (new stack pointer, energy deposited for lack of stack space keV)
+    float
+        Energy deposited for lack of bank space, keV (0 when banked).
     """
-    new_sp = push_particle(stack, sp, kind, energy, x, y, z, u, v, w)
-    if new_sp < 0:
-        tally_add(tally, vox, to_fixed(energy, scale))
-        return sp, energy
-    return new_sp, 0.0
+    if push_particle(bank_f, bank_i, count, kind, energy, x, y, z, u, v, w, history, stream):
+        return F0 * energy
+    tally_add(tally, vox, to_fixed(energy, scale))
+    return energy
 
 
 @register_jitable
@@ -130,9 +172,9 @@ def locate(x, y, z, params):
     fy = y * params[L.P_INV_DY]
     fz = z * params[L.P_INV_DZ]
     inside = (
-        fx >= 0.0
-        and fy >= 0.0
-        and fz >= 0.0
+        fx >= F0
+        and fy >= F0
+        and fz >= F0
         and fx < params[L.P_NX]
         and fy < params[L.P_NY]
         and fz < params[L.P_NZ]
@@ -145,13 +187,13 @@ def locate(x, y, z, params):
 @register_jitable
 def distance_to_boundary(pos, idx, cell, direction):
     """Distance (cm) along ``direction`` to the face of voxel ``idx`` (size ``cell``)."""
-    if direction > 0.0:
-        d = ((idx + 1) * cell - pos) / direction
-    elif direction < 0.0:
-        d = (idx * cell - pos) / direction
+    if direction > F0:
+        d = (np.float32(idx + 1) * cell - pos) / direction
+    elif direction < F0:
+        d = (np.float32(idx) * cell - pos) / direction
     else:
-        return 1e30
-    return d if d > 0.0 else 0.0
+        return F_FAR + F0 * pos
+    return d if d > F0 else F0 * d
 
 
 @register_jitable
@@ -170,7 +212,8 @@ def move_electron(
     Returns
     -------
     tuple
-        (status, energy, residual range, x, y, z, ix, iy, iz)
+        (status, energy, residual range, x, y, z, ix, iy, iz, segments); ``segments`` counts
+        the voxels the leg deposited in (the work measure of :mod:`benchmarks.divergence`).
     """
     nx = int(params[L.P_NX])
     ny = int(params[L.P_NY])
@@ -180,9 +223,11 @@ def move_electron(
     dz = params[L.P_DZ]
     scale = params[L.P_TALLY_SCALE]
     t_left = t_leg
+    segments = 0
     while True:
+        segments += 1
         vox = voxel_index(ix, iy, iz, nx, ny)
-        rho = np.float64(voxels[vox, L.V_DENSITY])
+        rho = voxels[vox, L.V_DENSITY]
         sx = distance_to_boundary(x, ix, dx, u)
         sy = distance_to_boundary(y, iy, dy, v)
         sz = distance_to_boundary(z, iz, dz, w)
@@ -208,56 +253,60 @@ def move_electron(
             x += s * u
             y += s * v
             z += s * w
-            if energy <= 0.0:
-                return _STOPPED, 0.0, 0.0, x, y, z, ix, iy, iz
-            return _MOVED, energy, r_left, x, y, z, ix, iy, iz
+            if energy <= F0:
+                return _STOPPED, F0 * energy, F0 * r_left, x, y, z, ix, iy, iz, segments
+            return _MOVED, energy, r_left, x, y, z, ix, iy, iz, segments
         # cross into the next voxel
         t_left -= t_b
         x += s_b * u
         y += s_b * v
         z += s_b * w
         if axis == 0:
-            if u > 0.0:
+            if u > F0:
                 ix += 1
-                x = ix * dx
+                x = np.float32(ix) * dx
             else:
-                x = ix * dx
+                x = np.float32(ix) * dx
                 ix -= 1
         elif axis == 1:
-            if v > 0.0:
+            if v > F0:
                 iy += 1
-                y = iy * dy
+                y = np.float32(iy) * dy
             else:
-                y = iy * dy
+                y = np.float32(iy) * dy
                 iy -= 1
         else:
-            if w > 0.0:
+            if w > F0:
                 iz += 1
-                z = iz * dz
+                z = np.float32(iz) * dz
             else:
-                z = iz * dz
+                z = np.float32(iz) * dz
                 iz -= 1
-        if energy <= 0.0:
-            return _STOPPED, 0.0, 0.0, x, y, z, ix, iy, iz
+        if energy <= F0:
+            return _STOPPED, F0 * energy, F0 * r_left, x, y, z, ix, iy, iz, segments
         if ix < 0 or iy < 0 or iz < 0 or ix >= nx or iy >= ny or iz >= nz:
-            return _ESCAPED, energy, r_left, x, y, z, ix, iy, iz
+            return _ESCAPED, energy, r_left, x, y, z, ix, iy, iz, segments
         if int(voxels[voxel_index(ix, iy, iz, nx, ny), L.V_MATERIAL]) != m:
-            return _NEW_MATERIAL, energy, r_left, x, y, z, ix, iy, iz
+            return _NEW_MATERIAL, energy, r_left, x, y, z, ix, iy, iz, segments
 
 
 @register_jitable
 def transport_electron(
-    energy, x, y, z, u, v, w,
+    energy, x, y, z, u, v, w, history, stream,
     voxels, mat_tab, inv_range, range_grid, ms_table, params,
-    tally, stack, sp, rng,
+    tally, out_f, out_i, out_n, rng,
 ):  # fmt: skip
-    """Follow one electron to its end; bremsstrahlung photons are pushed on the stack.
+    """Follow one electron to its end; bremsstrahlung photons go into the bank ``out_*``.
+
+    ``rng`` must be positioned at the electron's own stream; its k-th bremsstrahlung photon
+    gets stream ``child_stream(stream, k)``.
 
     Returns
     -------
     tuple
-        (new stack pointer, escaped energy keV, energy given to bremsstrahlung keV,
-        energy deposited because the stack was full keV, final x, y, z cm)
+        (escaped energy keV, energy given to bremsstrahlung keV, energy deposited because
+        the bank was full keV, final x, y, z cm, work): ``work`` counts steps plus voxel
+        segments.
     """
     nx = int(params[L.P_NX])
     ny = int(params[L.P_NY])
@@ -267,70 +316,75 @@ def transport_electron(
     scale = params[L.P_TALLY_SCALE]
     e_cut = params[L.P_E_CUT]
     k_cut = params[L.P_BREMS_K_CUT]
-    range_rejection = params[L.P_RANGE_REJECTION] > 0.0
-    boundary_steps = params[L.P_BOUNDARY_STEPS] > 0.0
-    brems_energy = 0.0
-    overflow = 0.0
+    range_rejection = params[L.P_RANGE_REJECTION] > F0
+    boundary_steps = params[L.P_BOUNDARY_STEPS] > F0
+    zero = F0 * energy
+    brems_energy = zero
+    overflow = zero
+    children = 0
+    work = 0
     inside, ix, iy, iz = locate(x, y, z, params)
     if not inside:
-        return sp, energy, brems_energy, overflow, x, y, z
+        return energy, brems_energy, overflow, x, y, z, work
     # bremsstrahlung: mean free paths left to the next emission, spent step by step
     brems_paths = -math.log(rng_uniform(rng))
     while True:
+        work += 1
         vox = voxel_index(ix, iy, iz, nx, ny)
         if energy <= e_cut:
             tally_add(tally, vox, to_fixed(energy, scale))
-            return sp, 0.0, brems_energy, overflow, x, y, z
+            return zero, brems_energy, overflow, x, y, z, work
         m = int(voxels[vox, L.V_MATERIAL])
-        rho = np.float64(voxels[vox, L.V_DENSITY])
+        rho = voxels[vox, L.V_DENSITY]
         i, f = energy_cell(params, energy)
         t, r, sigma_b, q_start = step_limits(mat_tab, params, m, i, f)
-        d_min = min(
-            x - ix * dx, (ix + 1) * dx - x,
-            y - iy * dy, (iy + 1) * dy - y,
-            z - iz * dz, (iz + 1) * dz - z,
-        )  # fmt: skip
+        x_lo = x - np.float32(ix) * dx
+        y_lo = y - np.float32(iy) * dy
+        z_lo = z - np.float32(iz) * dz
+        d_min = min(x_lo, dx - x_lo, y_lo, dy - y_lo, z_lo, dz - z_lo)
         t_inside = rho * d_min  # mass thickness the electron surely stays in this voxel for
         if range_rejection and r < t_inside:
             tally_add(tally, vox, to_fixed(energy, scale))
-            return sp, 0.0, brems_energy, overflow, x, y, z
+            return zero, brems_energy, overflow, x, y, z, work
         if boundary_steps and t_inside > t:
             t = t_inside
         if t > r:
             t = r
         emit = False
-        if sigma_b > 0.0 and brems_paths < sigma_b * t:
+        if sigma_b > F0 and brems_paths < sigma_b * t:
             t = brems_paths / sigma_b
             emit = True
         r_start = r
         # scattering strength of the step: transport mean free paths between E and E'
         e_end, q_end = state_at_range(inv_range, range_grid, params, m, r - t)
         kappa = q_start - q_end
-        if kappa < 0.0:
-            kappa = 0.0
+        if kappa < F0:
+            kappa = zero
         tau = rng_uniform(rng)
-        status, energy, r, x, y, z, ix, iy, iz = move_electron(
+        status, energy, r, x, y, z, ix, iy, iz, seg = move_electron(
             tau * t, energy, r, m, x, y, z, u, v, w, ix, iy, iz,
             voxels, inv_range, range_grid, params, tally,
         )  # fmt: skip
+        work += seg
         if status == _ESCAPED:
-            return sp, energy, brems_energy, overflow, x, y, z
+            return energy, brems_energy, overflow, x, y, z, work
         if status == _STOPPED:
-            return sp, 0.0, brems_energy, overflow, x, y, z
+            return zero, brems_energy, overflow, x, y, z, work
         if status == _NEW_MATERIAL:
             brems_paths -= sigma_b * (r_start - r)
             continue
         # hinge: deflect by the multiple-scattering angle of the whole step
         cos_t = sample_ms_cos_theta(ms_table, params, kappa, rng_uniform(rng))
-        u, v, w = rotate_direction(u, v, w, cos_t, _TWO_PI * rng_uniform(rng))
-        status, energy, r, x, y, z, ix, iy, iz = move_electron(
-            (1.0 - tau) * t, energy, r, m, x, y, z, u, v, w, ix, iy, iz,
+        u, v, w = rotate_direction(u, v, w, cos_t, F_TWO_PI * rng_uniform(rng))
+        status, energy, r, x, y, z, ix, iy, iz, seg = move_electron(
+            (F1 - tau) * t, energy, r, m, x, y, z, u, v, w, ix, iy, iz,
             voxels, inv_range, range_grid, params, tally,
         )  # fmt: skip
+        work += seg
         if status == _ESCAPED:
-            return sp, energy, brems_energy, overflow, x, y, z
+            return energy, brems_energy, overflow, x, y, z, work
         if status == _STOPPED:
-            return sp, 0.0, brems_energy, overflow, x, y, z
+            return zero, brems_energy, overflow, x, y, z, work
         brems_paths -= sigma_b * (r_start - r)
         if emit and status == _MOVED:
             brems_paths = -math.log(rng_uniform(rng))
@@ -340,9 +394,12 @@ def transport_electron(
                 k = energy
             energy -= k
             brems_energy += k
-            sp, lost = push_or_deposit(stack, sp, L.PHOTON, k, x, y, z, u, v, w,
-                            tally, voxel_index(ix, iy, iz, nx, ny), scale)  # fmt: skip
-            overflow += lost
+            overflow += push_or_deposit(
+                out_f, out_i, out_n, L.PHOTON, k, x, y, z, u, v, w,
+                history, child_stream(stream, children),
+                tally, voxel_index(ix, iy, iz, nx, ny), scale,
+            )  # fmt: skip
+            children += 1
 
 
 # photon_flight outcomes
@@ -363,91 +420,101 @@ def photon_flight(energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, r
     Returns
     -------
     tuple
-        (outcome, x, y, z, voxel, material, energy cell i, fraction f); outcome is
+        (outcome, x, y, z, voxel, material, energy cell i, fraction f, flights); outcome is
         ESCAPE, PHOTOELECTRIC, COMPTON or RAYLEIGH.
     """
     nx = int(params[L.P_NX])
     ny = int(params[L.P_NY])
     i, f = energy_cell(params, energy)
-    mu_major = majorant[i]
-    inv_mu_major = 1.0 / mu_major
+    inv_mu_major = F1 / majorant[i]
+    flights = 0
     while True:
+        flights += 1
         s = -math.log(rng_uniform(rng)) * inv_mu_major
         x += s * u
         y += s * v
         z += s * w
         inside, ix, iy, iz = locate(x, y, z, params)
         if not inside:
-            return ESCAPE, x, y, z, -1, -1, i, f
+            return ESCAPE, x, y, z, -1, -1, i, f, flights
         vox = voxel_index(ix, iy, iz, nx, ny)
-        rho = np.float64(voxels[vox, L.V_DENSITY])
+        rho = voxels[vox, L.V_DENSITY]
         m = int(voxels[vox, L.V_MATERIAL])
-        r = rng_uniform(rng) * mu_major
-        mu_photo = rho * lerp_mat(mat_tab, m, L.MU_PHOTO, i, f)
-        if r < mu_photo:
-            return PHOTOELECTRIC, x, y, z, vox, m, i, f
-        mu_incoh = rho * lerp_mat(mat_tab, m, L.MU_INCOH, i, f)
-        if r < mu_photo + mu_incoh:
-            return COMPTON, x, y, z, vox, m, i, f
-        if r < mu_photo + mu_incoh + rho * lerp_mat(mat_tab, m, L.MU_COH, i, f):
-            return RAYLEIGH, x, y, z, vox, m, i, f
+        r = rng_uniform(rng) * majorant[i] / rho  # compare in cm²/g: one multiply fewer
+        mu = lerp_mat(mat_tab, m, L.MU_PHOTO, i, f)
+        if r < mu:
+            return PHOTOELECTRIC, x, y, z, vox, m, i, f, flights
+        mu += lerp_mat(mat_tab, m, L.MU_INCOH, i, f)
+        if r < mu:
+            return COMPTON, x, y, z, vox, m, i, f, flights
+        if r < mu + lerp_mat(mat_tab, m, L.MU_COH, i, f):
+            return RAYLEIGH, x, y, z, vox, m, i, f, flights
         # virtual interaction: fly on
 
 
 @register_jitable
 def transport_photon(
-    energy, x, y, z, u, v, w,
+    energy, x, y, z, u, v, w, history, stream,
     voxels, mat_tab, kn_table, ray_table, majorant, params,
-    tally, stack, sp, rng,
+    tally, out_f, out_i, out_n, rng,
 ):  # fmt: skip
-    """Follow one photon until absorption or escape; its electrons go on the stack.
+    """Follow one photon until absorption or escape; its electrons go into the bank ``out_*``.
+
+    ``rng`` must be positioned at the photon's own stream; its k-th electron gets stream
+    ``child_stream(stream, k)``.
 
     Returns
     -------
     tuple
-        (new stack pointer, escaped energy keV, energy deposited because the stack was full keV)
+        (escaped energy keV, energy deposited because the bank was full keV, work): ``work``
+        counts the flights (real and virtual).
     """
     scale = params[L.P_TALLY_SCALE]
     p_cut = params[L.P_P_CUT]
-    overflow = 0.0
+    zero = F0 * energy
+    overflow = zero
+    children = 0
+    work = 0
     while True:
-        outcome, x, y, z, vox, m, i, f = photon_flight(
+        outcome, x, y, z, vox, m, i, f, flights = photon_flight(
             energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, rng
         )
+        work += flights
         if outcome == ESCAPE:
-            return sp, energy, overflow
+            return energy, overflow, work
         if outcome == PHOTOELECTRIC:
             ue, ve, we = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
-            sp, lost = push_or_deposit(
-                stack, sp, L.ELECTRON, energy, x, y, z, ue, ve, we, tally, vox, scale
-            )
-            overflow += lost
-            return sp, 0.0, overflow
+            overflow += push_or_deposit(
+                out_f, out_i, out_n, L.ELECTRON, energy, x, y, z, ue, ve, we,
+                history, child_stream(stream, children), tally, vox, scale,
+            )  # fmt: skip
+            return zero, overflow, work
         if outcome == COMPTON:
             eps = sample_compton_epsilon(kn_table, params, energy, rng_uniform(rng))
             cos_t = compton_cos_theta(energy, eps)
-            un, vn, wn = rotate_direction(u, v, w, cos_t, _TWO_PI * rng_uniform(rng))
-            t_e = energy * (1.0 - eps)
-            if t_e > 0.0:
+            un, vn, wn = rotate_direction(u, v, w, cos_t, F_TWO_PI * rng_uniform(rng))
+            t_e = energy * (F1 - eps)
+            if t_e > F0:
                 ue, ve, we = compton_electron_direction(energy, eps, u, v, w, un, vn, wn)
-                sp, lost = push_or_deposit(
-                    stack, sp, L.ELECTRON, t_e, x, y, z, ue, ve, we, tally, vox, scale
-                )
-                overflow += lost
+                overflow += push_or_deposit(
+                    out_f, out_i, out_n, L.ELECTRON, t_e, x, y, z, ue, ve, we,
+                    history, child_stream(stream, children), tally, vox, scale,
+                )  # fmt: skip
+                children += 1
             energy = energy * eps
             u, v, w = un, vn, wn
         else:
             cos_t = sample_rayleigh_cos(ray_table, params, m, energy, rng_uniform(rng))
-            u, v, w = rotate_direction(u, v, w, cos_t, _TWO_PI * rng_uniform(rng))
+            u, v, w = rotate_direction(u, v, w, cos_t, F_TWO_PI * rng_uniform(rng))
         if energy <= p_cut:
             tally_add(tally, vox, to_fixed(energy, scale))
-            return sp, 0.0, overflow
+            return zero, overflow, work
 
 
 @register_jitable
 def sample_line(lines, n_lines, xi1, xi2):
     """Energy (keV) of a line chosen by its alias table (rows L_ENERGY, L_PROB, L_ALIAS)."""
-    j = int(xi1 * n_lines)
+    j = int(xi1 * np.float32(n_lines))
     if j >= n_lines:
         j = n_lines - 1
     if xi2 >= lines[L.L_PROB, j]:
@@ -459,31 +526,31 @@ def sample_line(lines, n_lines, xi1, xi2):
 def count_emissions(yield_per_decay, xi):
     """floor(Y) + Bernoulli(frac(Y)): a count whose mean is ``yield_per_decay``."""
     n = int(yield_per_decay)
-    if xi < yield_per_decay - n:
+    if xi < yield_per_decay - np.float32(n):
         n += 1
     return n
 
 
 @register_jitable
-def run_history(
+def sample_decay(
     history, seed,
-    voxels, src_index, src_prob, src_alias,
-    beta_icdf, elines, plines,
-    mat_tab, inv_range, range_grid, kn_table, ray_table, ms_table, majorant, params,
-    tally, counters, rng, stack,
+    voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
+    tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
 ):  # fmt: skip
-    """Sample decay number ``history`` and transport everything it emits.
+    """Sample decay number ``history``: its position and emissions, banked for transport.
 
-    Energies are added to ``tally`` (deposited, fixed point per voxel) and ``counters``
-    (emitted, escaped, stack overflow, bremsstrahlung; fixed point).
+    Draws from stream 0 of the history; the k-th particle emitted gets stream
+    ``child_stream(0, k)``.  Photons go to bank ``ph_*``, electrons to ``el_*`` (the CPU
+    engine passes its one stack as both).  Energy deposited at the decay site and the
+    emitted energy are added to ``tally`` and ``counters``.
     """
     rng_init(rng, seed, history, 0)
     nx = int(params[L.P_NX])
     ny = int(params[L.P_NY])
     scale = params[L.P_TALLY_SCALE]
     # --- decay position: voxel by alias table, uniform inside the voxel
-    n_src = int(params[L.P_N_SOURCE])
-    j = int(rng_uniform(rng) * n_src)
+    n_src = src_index.shape[0]
+    j = int(rng_uniform64(rng) * n_src)  # 32-bit uniform: n_src may exceed 2²⁴
     if j >= n_src:
         j = n_src - 1
     if rng_uniform(rng) >= src_prob[j]:
@@ -492,103 +559,192 @@ def run_history(
     ix = vox % nx
     iy = (vox // nx) % ny
     iz = vox // (nx * ny)
-    x = (ix + rng_uniform(rng)) * params[L.P_DX]
-    y = (iy + rng_uniform(rng)) * params[L.P_DY]
-    z = (iz + rng_uniform(rng)) * params[L.P_DZ]
+    x = (np.float32(ix) + rng_uniform(rng)) * params[L.P_DX]
+    y = (np.float32(iy) + rng_uniform(rng)) * params[L.P_DY]
+    z = (np.float32(iz) + rng_uniform(rng)) * params[L.P_DZ]
     emitted = np.uint64(0)
-    escaped = np.uint64(0)
-    overflow = 0.0
-    brems = 0.0
+    overflow = F0
     local = params[L.P_LOCAL_ENERGY]
-    if local > 0.0:
+    if local > F0:
         q = to_fixed(local, scale)
         tally_add(tally, vox, q)
         emitted += q
-    # --- emissions
-    sp = 0
+    k = 0  # emission counter: the k-th particle's stream is child_stream(0, k)
     n_beta = count_emissions(params[L.P_BETA_YIELD], rng_uniform(rng))
     n_table = int(params[L.P_N_BETA_TABLE])
-    emit_betas = params[L.P_EMIT_BETA_PARTICLES] > 0.0
+    emit_betas = params[L.P_EMIT_BETA_PARTICLES] > F0
     positron_fraction = params[L.P_POSITRON_FRACTION]
     for _ in range(n_beta):
-        pos = rng_uniform(rng) * (n_table - 1)
-        k = int(pos)
-        if k >= n_table - 1:
-            k = n_table - 2
-        g = pos - k
-        e = beta_icdf[k] * (1.0 - g) + beta_icdf[k + 1] * g
+        pos = rng_uniform(rng) * np.float32(n_table - 1)
+        b = int(pos)
+        if b >= n_table - 1:
+            b = n_table - 2
+        g = pos - np.float32(b)
+        e = beta_icdf[b] * (F1 - g) + beta_icdf[b + 1] * g
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         if emit_betas:
             emitted += to_fixed(e, scale)
-            sp, lost = push_or_deposit(
-                stack, sp, L.ELECTRON, e, x, y, z, u, v, w, tally, vox, scale
-            )
-            overflow += lost
-        if positron_fraction > 0.0 and rng_uniform(rng) < positron_fraction:
+            overflow += push_or_deposit(
+                el_f, el_i, el_n, L.ELECTRON, e, x, y, z, u, v, w,
+                history, child_stream(0, k), tally, vox, scale,
+            )  # fmt: skip
+            k += 1
+        if positron_fraction > F0 and rng_uniform(rng) < positron_fraction:
             # annihilation at rest: two back-to-back photons from the decay site
             ua, va, wa = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
-            for sign in (1.0, -1.0):
-                emitted += to_fixed(L.ANNIHILATION_KEV, scale)
-                sp, lost = push_or_deposit(
-                    stack, sp, L.PHOTON, L.ANNIHILATION_KEV,
-                    x, y, z, sign * ua, sign * va, sign * wa, tally, vox, scale,
+            e_ann = np.float32(L.ANNIHILATION_KEV)
+            for sign in (F1, -F1):
+                emitted += to_fixed(e_ann, scale)
+                overflow += push_or_deposit(
+                    ph_f, ph_i, ph_n, L.PHOTON, e_ann, x, y, z, sign * ua, sign * va, sign * wa,
+                    history, child_stream(0, k), tally, vox, scale,
                 )  # fmt: skip
-                overflow += lost
+                k += 1
     n_el = count_emissions(params[L.P_ELINE_YIELD], rng_uniform(rng))
     n_elines = int(params[L.P_N_ELINES])
     for _ in range(n_el):
         e = sample_line(elines, n_elines, rng_uniform(rng), rng_uniform(rng))
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         emitted += to_fixed(e, scale)
-        sp, lost = push_or_deposit(stack, sp, L.ELECTRON, e, x, y, z, u, v, w, tally, vox, scale)
-        overflow += lost
+        overflow += push_or_deposit(
+            el_f, el_i, el_n, L.ELECTRON, e, x, y, z, u, v, w,
+            history, child_stream(0, k), tally, vox, scale,
+        )  # fmt: skip
+        k += 1
     n_ph = count_emissions(params[L.P_PLINE_YIELD], rng_uniform(rng))
     n_plines = int(params[L.P_N_PLINES])
     for _ in range(n_ph):
         e = sample_line(plines, n_plines, rng_uniform(rng), rng_uniform(rng))
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         emitted += to_fixed(e, scale)
-        sp, lost = push_or_deposit(stack, sp, L.PHOTON, e, x, y, z, u, v, w, tally, vox, scale)
-        overflow += lost
-    # --- transport everything on the stack
-    while sp > 0:
-        sp -= 1
-        kind = stack[sp, L.S_TYPE]
-        e = stack[sp, L.S_E]
-        px = stack[sp, L.S_X]
-        py = stack[sp, L.S_Y]
-        pz = stack[sp, L.S_Z]
-        u = stack[sp, L.S_U]
-        v = stack[sp, L.S_V]
-        w = stack[sp, L.S_W]
-        if kind == L.PHOTON:
-            sp, esc, ovf = transport_photon(
-                e, px, py, pz, u, v, w,
+        overflow += push_or_deposit(
+            ph_f, ph_i, ph_n, L.PHOTON, e, x, y, z, u, v, w,
+            history, child_stream(0, k), tally, vox, scale,
+        )  # fmt: skip
+        k += 1
+    tally_add(counters, L.C_EMITTED, emitted)
+    if overflow > F0:
+        tally_add(counters, L.C_STACK_OVERFLOW, to_fixed(overflow, scale))
+
+
+@register_jitable
+def transport_banked_photon(
+    slot, seed, bank_f, bank_i,
+    voxels, mat_tab, kn_table, ray_table, majorant, params,
+    tally, counters, out_f, out_i, out_n, rng,
+):  # fmt: skip
+    """Transport the photon in ``bank_*[:, slot]``; its electrons go to ``out_*``.
+
+    Positions the random stream at the particle's own (seed, history, stream), so the result
+    does not depend on when or by which thread the particle is run.
+
+    Returns
+    -------
+    int
+        The photon's work (flights, real and virtual).
+    """
+    scale = params[L.P_TALLY_SCALE]
+    history = bank_i[L.B_HISTORY, slot]
+    stream = bank_i[L.B_STREAM, slot]
+    rng_init(rng, seed, history, stream)
+    esc, ovf, work = transport_photon(
+        bank_f[L.S_E, slot], bank_f[L.S_X, slot], bank_f[L.S_Y, slot], bank_f[L.S_Z, slot],
+        bank_f[L.S_U, slot], bank_f[L.S_V, slot], bank_f[L.S_W, slot], history, stream,
+        voxels, mat_tab, kn_table, ray_table, majorant, params,
+        tally, out_f, out_i, out_n, rng,
+    )  # fmt: skip
+    if esc > F0:
+        tally_add(counters, L.C_ESCAPED, to_fixed(esc, scale))
+    if ovf > F0:
+        tally_add(counters, L.C_STACK_OVERFLOW, to_fixed(ovf, scale))
+    return work
+
+
+@register_jitable
+def transport_banked_electron(
+    slot, seed, bank_f, bank_i,
+    voxels, mat_tab, inv_range, range_grid, ms_table, params,
+    tally, counters, out_f, out_i, out_n, rng,
+):  # fmt: skip
+    """Transport the electron in ``bank_*[:, slot]``; its bremsstrahlung goes to ``out_*``.
+
+    Returns
+    -------
+    int
+        The electron's work (steps plus voxel segments).
+    """
+    scale = params[L.P_TALLY_SCALE]
+    history = bank_i[L.B_HISTORY, slot]
+    stream = bank_i[L.B_STREAM, slot]
+    rng_init(rng, seed, history, stream)
+    esc, brm, ovf, _, _, _, work = transport_electron(
+        bank_f[L.S_E, slot], bank_f[L.S_X, slot], bank_f[L.S_Y, slot], bank_f[L.S_Z, slot],
+        bank_f[L.S_U, slot], bank_f[L.S_V, slot], bank_f[L.S_W, slot], history, stream,
+        voxels, mat_tab, inv_range, range_grid, ms_table, params,
+        tally, out_f, out_i, out_n, rng,
+    )  # fmt: skip
+    if brm > F0:
+        tally_add(counters, L.C_BREMS, to_fixed(brm, scale))
+    if esc > F0:
+        tally_add(counters, L.C_ESCAPED, to_fixed(esc, scale))
+    if ovf > F0:
+        tally_add(counters, L.C_STACK_OVERFLOW, to_fixed(ovf, scale))
+    return work
+
+
+@register_jitable
+def run_history(
+    history, seed,
+    voxels, src_index, src_prob, src_alias,
+    beta_icdf, elines, plines,
+    mat_tab, inv_range, range_grid, kn_table, ray_table, ms_table, majorant, params,
+    tally, counters, rng, stack_f, stack_i, stack_n,
+):  # fmt: skip
+    """Sample decay number ``history`` and transport everything it emits, depth-first.
+
+    The thread's bank ``stack_*`` serves as a last-in first-out stack.  Energies are added
+    to ``tally`` (deposited, fixed point per voxel) and ``counters`` (emitted, escaped, bank
+    overflow, bremsstrahlung; fixed point).
+
+    Returns
+    -------
+    int
+        The history's work (the sum of its particles', see :func:`transport_banked_photon`).
+    """
+    stack_n[0] = 0
+    sample_decay(
+        history, seed,
+        voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
+        tally, counters, stack_f, stack_i, stack_n, stack_f, stack_i, stack_n, rng,
+    )  # fmt: skip
+    work = 0
+    while stack_n[0] > 0:
+        # pop: the top slot is read before transport may push onto it again
+        stack_n[0] -= 1
+        top = stack_n[0]
+        # (the particle is read from its slot before its secondaries may reuse the slot)
+        if stack_f[L.S_TYPE, top] == L.PHOTON:
+            work += transport_banked_photon(
+                top, seed, stack_f, stack_i,
                 voxels, mat_tab, kn_table, ray_table, majorant, params,
-                tally, stack, sp, rng,
+                tally, counters, stack_f, stack_i, stack_n, rng,
             )  # fmt: skip
         else:
-            sp, esc, brm, ovf, _, _, _ = transport_electron(
-                e, px, py, pz, u, v, w,
+            work += transport_banked_electron(
+                top, seed, stack_f, stack_i,
                 voxels, mat_tab, inv_range, range_grid, ms_table, params,
-                tally, stack, sp, rng,
+                tally, counters, stack_f, stack_i, stack_n, rng,
             )  # fmt: skip
-            brems += brm
-        if esc > 0.0:
-            escaped += to_fixed(esc, scale)
-        overflow += ovf
-    tally_add(counters, L.C_EMITTED, emitted)
-    tally_add(counters, L.C_ESCAPED, escaped)
-    if overflow > 0.0:
-        tally_add(counters, L.C_STACK_OVERFLOW, to_fixed(overflow, scale))
-    if brems > 0.0:
-        tally_add(counters, L.C_BREMS, to_fixed(brems, scale))
+    return work
 
 
 __all__ = [
     "photon_flight",
     "run_history",
+    "sample_decay",
     "tally_add",
+    "transport_banked_electron",
+    "transport_banked_photon",
     "transport_electron",
     "transport_photon",
 ]

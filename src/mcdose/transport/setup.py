@@ -91,14 +91,26 @@ class SimulationInputs:
     extra: dict = field(default_factory=dict)
 
     def kernel_arrays(self) -> tuple[np.ndarray, ...]:
-        """Arrays in the argument order of :func:`mcdose.transport.history.run_history`."""
-        t = self.tables
-        return (
-            self.voxels, self.src_index, self.src_prob, self.src_alias,
-            self.beta_icdf, self.elines, self.plines,
-            t.mat_tab, t.inv_range, t.range_grid, t.kn_table, t.ray_table, t.ms_table,
-            self.majorant, self.params,
-        )  # fmt: skip
+        """Arrays in the argument order of :func:`mcdose.transport.history.run_history`.
+
+        Floating-point tables are handed to the kernels in float32 (the kernels' precision,
+        :mod:`mcdose.physics.fp`); integer arrays unchanged.  Built once and cached.
+        """
+        cached = self.extra.get("_kernel_arrays")
+        if cached is None:
+            t = self.tables
+            arrays = (
+                self.voxels, self.src_index, self.src_prob, self.src_alias,
+                self.beta_icdf, self.elines, self.plines,
+                t.mat_tab, t.inv_range, t.range_grid, t.kn_table, t.ray_table, t.ms_table,
+                self.majorant, self.params,
+            )  # fmt: skip
+            cached = tuple(
+                np.ascontiguousarray(a, dtype=np.float32) if a.dtype.kind == "f" else a
+                for a in arrays
+            )
+            self.extra["_kernel_arrays"] = cached
+        return cached
 
 
 def _line_table(energy: np.ndarray, prob: np.ndarray, alias: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 
 from mcdose.physics import layout as L
 from mcdose.physics.electron import sample_ms_cos_theta
+from mcdose.physics.fp import F0, F1, F
 from mcdose.physics.photon import sample_compton_epsilon, sample_rayleigh_cos
 from mcdose.physics.rng import STATE_SIZE, rng_init, rng_uniform
 from mcdose.transport.history import ESCAPE, photon_flight, transport_electron
@@ -42,6 +43,11 @@ def slab_inputs(
     )
 
 
+def f32(array):
+    """``array`` as the kernels receive it (float32, contiguous; see SimulationInputs)."""
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
 @numba.njit
 def narrow_beam_transmission(energy, n, seed, voxels, mat_tab, majorant, params):
     """Fraction of photons normally incident at z = 0 that cross the grid uncollided."""
@@ -52,8 +58,8 @@ def narrow_beam_transmission(energy, n, seed, voxels, mat_tab, majorant, params)
     passed = 0
     for i in range(n):
         rng_init(rng, seed, i, 7)
-        outcome, x, y, z, vox, m, ie, f = photon_flight(
-            energy, x0, y0, 1e-9, 0.0, 0.0, 1.0, voxels, mat_tab, majorant, params, rng
+        outcome, x, y, z, vox, m, ie, f, _ = photon_flight(
+            F(energy), x0, y0, F(1e-9), F0, F0, F1, voxels, mat_tab, majorant, params, rng
         )
         if outcome == ESCAPE and z >= length:
             passed += 1
@@ -66,7 +72,9 @@ def electron_transmission(
 ):
     """Fraction of electrons normally incident at z = 0 that leave through the far face."""
     rng = np.empty(STATE_SIZE, np.uint64)
-    stack = np.empty((L.STACK_SIZE, L.STACK_COLUMNS))
+    bank_f = np.empty((L.STACK_COLUMNS, L.STACK_SIZE), np.float32)
+    bank_i = np.empty((L.BANK_INT_COLUMNS, L.STACK_SIZE), np.int64)
+    bank_n = np.zeros(1, np.int64)
     tally = np.zeros(voxels.shape[0], np.uint64)
     x0 = 0.5 * params[L.P_DX]
     y0 = 0.5 * params[L.P_DY]
@@ -74,10 +82,11 @@ def electron_transmission(
     passed = 0
     for i in range(n):
         rng_init(rng, seed, i, 9)
-        sp, escaped, brems, overflow, x, y, z = transport_electron(
-            energy, x0, y0, 1e-9, 0.0, 0.0, 1.0,
+        bank_n[0] = 0
+        escaped, brems, overflow, x, y, z, _ = transport_electron(
+            F(energy), x0, y0, F(1e-9), F0, F0, F1, i, 9,
             voxels, mat_tab, inv_range, range_grid, ms_table, params,
-            tally, stack, 0, rng,
+            tally, bank_f, bank_i, bank_n, rng,
         )  # fmt: skip
         if escaped > 0.0 and z >= length:
             passed += 1
@@ -91,7 +100,7 @@ def compton_samples(kn_table, params, energy, n, seed):
     rng_init(rng, seed, 0, 3)
     out = np.empty(n)
     for i in range(n):
-        out[i] = sample_compton_epsilon(kn_table, params, energy, rng_uniform(rng))
+        out[i] = sample_compton_epsilon(kn_table, params, F(energy), rng_uniform(rng))
     return out
 
 
@@ -102,7 +111,7 @@ def rayleigh_samples(ray_table, params, m, energy, n, seed):
     rng_init(rng, seed, 0, 4)
     out = np.empty(n)
     for i in range(n):
-        out[i] = sample_rayleigh_cos(ray_table, params, m, energy, rng_uniform(rng))
+        out[i] = sample_rayleigh_cos(ray_table, params, m, F(energy), rng_uniform(rng))
     return out
 
 
@@ -113,5 +122,5 @@ def ms_samples(ms_table, params, t_over_lambda1, n, seed):
     rng_init(rng, seed, 0, 5)
     out = np.empty(n)
     for i in range(n):
-        out[i] = sample_ms_cos_theta(ms_table, params, t_over_lambda1, rng_uniform(rng))
+        out[i] = sample_ms_cos_theta(ms_table, params, F(t_over_lambda1), rng_uniform(rng))
     return out

@@ -77,7 +77,6 @@ def test_cuda_kernels_compile_to_ptx_for_hopper(monkeypatch):
         pytest.skip("NVVM/NVRTC libraries not installed (pip install 'numba-cuda[cu13]')")
     import types
 
-    import numba
     import numba.cuda.dispatcher as dispatcher
 
     # device functions ask the current device for its compute capability; pretend sm_90
@@ -86,24 +85,11 @@ def test_cuda_kernels_compile_to_ptx_for_hopper(monkeypatch):
     )
     from mcdose.transport import cuda as cuda_driver
 
-    f64 = numba.float64
-    sig = (
-        numba.int64, numba.int64, numba.uint64,
-        numba.float32[:, ::1], numba.int64[::1], f64[::1], numba.int64[::1],
-        f64[::1], f64[:, ::1], f64[:, ::1],
-        f64[:, :, ::1], f64[:, :, ::1], f64[:, ::1], f64[:, ::1], f64[:, :, ::1], f64[::1],
-        f64[::1], f64[::1],
-        numba.uint64[::1], numba.uint64[:, ::1],
-    )  # fmt: skip
-    ptx, _ = numba_cuda.compile_ptx(cuda_driver.transport_kernel.py_func, sig, cc=(9, 0))
-    assert ".target sm_90" in ptx
-    assert "atom.global.add.u64" in ptx or "atom.add.u64" in ptx
-    ptx2, _ = numba_cuda.compile_ptx(
-        cuda_driver.accumulate_kernel.py_func,
-        (numba.uint64[::1], f64, f64[::1], f64[::1]),
-        cc=(9, 0),
-    )
-    assert ".target sm_90" in ptx2
+    for name, (func, sig, _threads) in cuda_driver.kernel_signatures().items():
+        ptx, _ = numba_cuda.compile_ptx(func, sig, cc=(9, 0), fastmath=True)
+        assert ".target sm_90" in ptx, name
+        if name != "accumulate_kernel":
+            assert "atom.global.add.u64" in ptx or "atom.add.u64" in ptx, name
 
 
 @pytest.mark.gpu

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mcdose.transport.setup import TransportOptions
-from tests.mcdose.transport.harness import electron_transmission, ms_samples, slab_inputs
+from tests.mcdose.transport.harness import electron_transmission, f32, ms_samples, slab_inputs
 
 
 @pytest.mark.parametrize("t_over_lambda", [0.01, 0.1, 0.5, 1.0, 3.0])
@@ -14,7 +14,7 @@ def test_multiple_scattering_mean_cosine_is_goudsmit_saunderson(t_over_lambda):
     # Goudsmit & Saunderson (1940): <cos theta> = exp(-s / lambda_1) after a path s
     # (shared/PHYSICS.md).  1e5 samples, tolerance 5 sigma.
     inputs = slab_inputs(1.0)
-    c = ms_samples(inputs.tables.ms_table, inputs.params, t_over_lambda, 100_000, 21)
+    c = ms_samples(inputs.tables.ms_table, f32(inputs.params), t_over_lambda, 100_000, 21)
     expected = math.exp(-t_over_lambda)
     sigma = c.std() / math.sqrt(c.size)
     assert abs(c.mean() - expected) < 5 * sigma + 2e-3 * expected, (c.mean(), expected)
@@ -70,9 +70,10 @@ def test_transmission_through_water_slabs_gives_tabata_extrapolated_range(energy
         inputs = slab_inputs(frac * r0, slices=8, options=options)
         eta.append(
             electron_transmission(
-                energy_keV, 4000, 13, inputs.voxels, inputs.tables.mat_tab,
-                inputs.tables.inv_range, inputs.tables.range_grid, inputs.tables.ms_table,
-                inputs.params,
+                energy_keV, 4000, 13, inputs.voxels, f32(inputs.tables.mat_tab),
+                f32(inputs.tables.inv_range), f32(inputs.tables.range_grid),
+                f32(inputs.tables.ms_table),
+                f32(inputs.params),
             )  # fmt: skip
         )
     eta = np.array(eta)

@@ -10,6 +10,7 @@ from mcdose.physics.constants import ELECTRON_REST_ENERGY_KEV
 from mcdose.physics.photon_data import mass_attenuation
 from tests.mcdose.transport.harness import (
     compton_samples,
+    f32,
     narrow_beam_transmission,
     rayleigh_samples,
     slab_inputs,
@@ -25,8 +26,8 @@ def test_narrow_beam_transmission_through_water_equals_exp_minus_mu_x(energy_keV
     inputs = slab_inputs(thickness)
     n = 200_000
     t = narrow_beam_transmission(
-        energy_keV, n, 11, inputs.voxels, inputs.tables.mat_tab,
-        inputs.majorant, inputs.params,
+        energy_keV, n, 11, inputs.voxels, f32(inputs.tables.mat_tab),
+        f32(inputs.majorant), f32(inputs.params),
     )  # fmt: skip
     mu = float(mass_attenuation("water", np.array([energy_keV]))["total"][0])
     expected = math.exp(-mu * 1.0 * thickness)
@@ -57,8 +58,8 @@ def test_narrow_beam_matches_xcom_at_200_keV_in_a_heterogeneous_majorant():
     majorant = woodcock_majorant(inputs.tables, np.array([1.0, density_max_bone]))
     n = 200_000
     t = narrow_beam_transmission(
-        200.0, n, 5, inputs.voxels, inputs.tables.mat_tab, majorant,
-        inputs.params,
+        200.0, n, 5, inputs.voxels, f32(inputs.tables.mat_tab), f32(majorant),
+        f32(inputs.params),
     )  # fmt: skip
     expected = math.exp(-0.1370 * 1.0 * 5.0)  # XCOM; the exit slice adds < 1e-6
     sigma = math.sqrt(expected * (1 - expected) / n)
@@ -78,7 +79,7 @@ def test_compton_energy_spectrum_matches_klein_nishina(energy_keV):
     # cos(theta) (E'/E = 1/(1 + k(1 - cos))); chi-square goodness of fit, p > 1e-3.
     inputs = slab_inputs(1.0)
     n = 200_000
-    eps = compton_samples(inputs.tables.kn_table, inputs.params, energy_keV, n, 3)
+    eps = compton_samples(inputs.tables.kn_table, f32(inputs.params), energy_keV, n, 3)
     k = energy_keV / ELECTRON_REST_ENERGY_KEV
     eps_min = 1.0 / (1.0 + 2.0 * k)
     assert eps.min() >= eps_min - 1e-12 and eps.max() <= 1.0
@@ -106,7 +107,7 @@ def test_rayleigh_mean_cosine_matches_form_factor_law():
 
     inputs = slab_inputs(1.0)
     for energy in (30.0, 100.0, 208.37):
-        c = rayleigh_samples(inputs.tables.ray_table, inputs.params, 0, energy, 100_000, 8)
+        c = rayleigh_samples(inputs.tables.ray_table, f32(inputs.params), 0, energy, 100_000, 8)
         k = energy / HC_KEV_ANGSTROM
 
         def pdf(mu, k=k):
