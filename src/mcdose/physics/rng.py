@@ -47,9 +47,9 @@ _ZERO = np.uint64(0)
 # ctr3 (stream), 16 buffered words, position in the buffer (0..16)
 _K0, _K1, _C0, _C1, _C2, _C3, _OUT, _POS = 0, 1, 2, 3, 4, 5, 6, 6 + _WORDS
 _INV_2_32 = 2.3283064365386963e-10  # 2**-32
-_F_INV_2_24 = np.float32(2.0**-24)
+_F_INV_2_23 = np.float32(2.0**-23)
 _F_HALF = np.float32(0.5)
-_SHIFT8 = np.uint64(8)
+_SHIFT9 = np.uint64(9)
 _H1 = np.uint64(0x9E3779B1)
 _H2 = np.uint64(0x85EBCA6B)
 _H3 = np.uint64(0xC2B2AE35)
@@ -222,12 +222,13 @@ def rng_next_u32(state):
 
 @register_jitable
 def rng_uniform(state):
-    """Uniform float32 in the open interval (0, 1), 24 bits of resolution.
+    """Uniform float32 in the open interval (0, 1), 23 bits of resolution.
 
-    The top 24 bits of a word plus one half, times 2⁻²⁴: every value is exact in float32 and
-    lies in [2⁻²⁵, 1 − 2⁻²⁵], so ``log(ξ)`` and ``log(1 − ξ)`` are always finite.
+    The top 23 bits k of a word: (k + ½)·2⁻²³ needs 24 significant bits, so every value is
+    exact in float32 and lies in [2⁻²⁴, 1 − 2⁻²⁴]; ``log(ξ)`` and ``log(1 − ξ)`` are always
+    finite.  (With 24 bits, k + ½ would round to 2²⁴ for the top k: ξ = 1.)
     """
-    return (np.float32(rng_next_u32(state) >> _SHIFT8) + _F_HALF) * _F_INV_2_24
+    return (np.float32(rng_next_u32(state) >> _SHIFT9) + _F_HALF) * _F_INV_2_23
 
 
 @register_jitable
@@ -264,3 +265,19 @@ def child_stream(parent, k):
     x = (x * _H3) & _MASK32
     x ^= x >> _S16
     return x
+
+
+@register_jitable
+def next_child(spawn):
+    """Stream of a particle's next child, and the particle's updated spawn key.
+
+    A particle starts with ``spawn`` = its own stream; each child takes
+    ``child_stream(spawn, 0)`` and the key moves on to ``child_stream(spawn, 1)``.  One
+    number carries the whole birth order (no child counter to keep live on a GPU).
+
+    Returns
+    -------
+    tuple of uint64
+        (the child's stream, the new spawn key)
+    """
+    return child_stream(spawn, 0), child_stream(spawn, 1)

@@ -29,7 +29,7 @@ random-number stream) with a fill counter ``count[0]``.  The CPU engine
 follows a decay depth-first; the GPU engine fills one photon and one electron bank with all
 the particles of many decays and transports each bank in its own kernel, so the threads of
 a warp do alike work (:mod:`mcdose.transport.cuda`).  Every particle draws from its own
-random stream (:func:`mcdose.physics.rng.child_stream`), so both orders give the same
+random stream (:func:`mcdose.physics.rng.next_child`), so both orders give the same
 physics — on the CPU, bit for bit the same tally.
 
 Precision: float32 throughout (:mod:`mcdose.physics.fp`); energies become float64 only on
@@ -62,7 +62,7 @@ from mcdose.physics.photon import (
     sample_compton_epsilon,
     sample_rayleigh_cos,
 )
-from mcdose.physics.rng import child_stream, rng_init, rng_uniform, rng_uniform64
+from mcdose.physics.rng import next_child, rng_init, rng_uniform, rng_uniform64
 
 _SIM_LOCK = threading.Lock()
 
@@ -180,8 +180,8 @@ def locate(x, y, z, params):
         and fz < params[L.P_NZ]
     )
     if not inside:
-        return False, 0, 0, 0
-    return True, int(fx), int(fy), int(fz)
+        return False, np.int32(0), np.int32(0), np.int32(0)
+    return True, np.int32(fx), np.int32(fy), np.int32(fz)
 
 
 @register_jitable
@@ -215,22 +215,17 @@ def move_electron(
         (status, energy, residual range, x, y, z, ix, iy, iz, segments); ``segments`` counts
         the voxels the leg deposited in (the work measure of :mod:`benchmarks.divergence`).
     """
-    nx = int(params[L.P_NX])
-    ny = int(params[L.P_NY])
-    nz = int(params[L.P_NZ])
-    dx = params[L.P_DX]
-    dy = params[L.P_DY]
-    dz = params[L.P_DZ]
-    scale = params[L.P_TALLY_SCALE]
+    # Grid sizes and the tally scale are read from ``params`` where they are used, not held:
+    # on a GPU every value held through the loop costs a register (goal: 64 per thread).
     t_left = t_leg
     segments = 0
     while True:
         segments += 1
-        vox = voxel_index(ix, iy, iz, nx, ny)
+        vox = voxel_index(ix, iy, iz, int(params[L.P_NX]), int(params[L.P_NY]))
         rho = voxels[vox, L.V_DENSITY]
-        sx = distance_to_boundary(x, ix, dx, u)
-        sy = distance_to_boundary(y, iy, dy, v)
-        sz = distance_to_boundary(z, iz, dz, w)
+        sx = distance_to_boundary(x, ix, params[L.P_DX], u)
+        sy = distance_to_boundary(y, iy, params[L.P_DY], v)
+        sz = distance_to_boundary(z, iz, params[L.P_DZ], w)
         axis = 0
         s_b = sx
         if sy < s_b:
@@ -246,7 +241,7 @@ def move_electron(
         e_new = energy_at_range(inv_range, range_grid, params, m, r_left)
         if e_new > energy:  # interpolation round-off; never gain energy
             e_new = energy
-        tally_add(tally, vox, to_fixed(energy - e_new, scale))
+        tally_add(tally, vox, to_fixed(energy - e_new, params[L.P_TALLY_SCALE]))
         energy = e_new
         if inside:
             s = t_left / rho
@@ -261,30 +256,33 @@ def move_electron(
         x += s_b * u
         y += s_b * v
         z += s_b * w
+        # (indices stay int32: numba widens int32 arithmetic to int64, 2 registers each)
         if axis == 0:
             if u > F0:
-                ix += 1
-                x = np.float32(ix) * dx
+                ix = np.int32(ix + 1)
+                x = np.float32(ix) * params[L.P_DX]
             else:
-                x = np.float32(ix) * dx
-                ix -= 1
+                x = np.float32(ix) * params[L.P_DX]
+                ix = np.int32(ix - 1)
         elif axis == 1:
             if v > F0:
-                iy += 1
-                y = np.float32(iy) * dy
+                iy = np.int32(iy + 1)
+                y = np.float32(iy) * params[L.P_DY]
             else:
-                y = np.float32(iy) * dy
-                iy -= 1
+                y = np.float32(iy) * params[L.P_DY]
+                iy = np.int32(iy - 1)
         else:
             if w > F0:
-                iz += 1
-                z = np.float32(iz) * dz
+                iz = np.int32(iz + 1)
+                z = np.float32(iz) * params[L.P_DZ]
             else:
-                z = np.float32(iz) * dz
-                iz -= 1
+                z = np.float32(iz) * params[L.P_DZ]
+                iz = np.int32(iz - 1)
         if energy <= F0:
             return _STOPPED, F0 * energy, F0 * r_left, x, y, z, ix, iy, iz, segments
-        if ix < 0 or iy < 0 or iz < 0 or ix >= nx or iy >= ny or iz >= nz:
+        nx = int(params[L.P_NX])
+        ny = int(params[L.P_NY])
+        if ix < 0 or iy < 0 or iz < 0 or ix >= nx or iy >= ny or iz >= int(params[L.P_NZ]):
             return _ESCAPED, energy, r_left, x, y, z, ix, iy, iz, segments
         if int(voxels[voxel_index(ix, iy, iz, nx, ny), L.V_MATERIAL]) != m:
             return _NEW_MATERIAL, energy, r_left, x, y, z, ix, iy, iz, segments
@@ -292,61 +290,52 @@ def move_electron(
 
 @register_jitable
 def transport_electron(
-    energy, x, y, z, u, v, w, history, stream,
+    energy, x, y, z, u, v, w, history, spawn,
     voxels, mat_tab, inv_range, range_grid, ms_table, params,
-    tally, out_f, out_i, out_n, rng,
+    tally, counters, out_f, out_i, out_n, rng,
 ):  # fmt: skip
     """Follow one electron to its end; bremsstrahlung photons go into the bank ``out_*``.
 
-    ``rng`` must be positioned at the electron's own stream; its k-th bremsstrahlung photon
-    gets stream ``child_stream(stream, k)``.
+    ``rng`` must be positioned at the electron's own stream and ``spawn`` be that stream;
+    its bremsstrahlung photons are named by :func:`mcdose.physics.rng.next_child`.  The energy
+    given to bremsstrahlung, and any deposited because the bank was full, are added to
+    ``counters`` here (so no accumulator stays live through the steps).
 
     Returns
     -------
     tuple
-        (escaped energy keV, energy given to bremsstrahlung keV, energy deposited because
-        the bank was full keV, final x, y, z cm, work): ``work`` counts steps plus voxel
+        (escaped energy keV, final x, y, z cm, work): ``work`` counts steps plus voxel
         segments.
     """
-    nx = int(params[L.P_NX])
-    ny = int(params[L.P_NY])
-    dx = params[L.P_DX]
-    dy = params[L.P_DY]
-    dz = params[L.P_DZ]
-    scale = params[L.P_TALLY_SCALE]
-    e_cut = params[L.P_E_CUT]
-    k_cut = params[L.P_BREMS_K_CUT]
-    range_rejection = params[L.P_RANGE_REJECTION] > F0
-    boundary_steps = params[L.P_BOUNDARY_STEPS] > F0
-    zero = F0 * energy
-    brems_energy = zero
-    overflow = zero
-    children = 0
     work = 0
+    key = np.uint64(spawn)  # (a new name: int64 and uint64 would unify to float64)
     inside, ix, iy, iz = locate(x, y, z, params)
     if not inside:
-        return energy, brems_energy, overflow, x, y, z, work
+        return energy, x, y, z, work
     # bremsstrahlung: mean free paths left to the next emission, spent step by step
     brems_paths = -math.log(rng_uniform(rng))
     while True:
         work += 1
-        vox = voxel_index(ix, iy, iz, nx, ny)
-        if energy <= e_cut:
-            tally_add(tally, vox, to_fixed(energy, scale))
-            return zero, brems_energy, overflow, x, y, z, work
-        m = int(voxels[vox, L.V_MATERIAL])
+        vox = voxel_index(ix, iy, iz, int(params[L.P_NX]), int(params[L.P_NY]))
+        if energy <= params[L.P_E_CUT]:
+            tally_add(tally, vox, to_fixed(energy, params[L.P_TALLY_SCALE]))
+            return F0, x, y, z, work
+        m = np.int32(voxels[vox, L.V_MATERIAL])
         rho = voxels[vox, L.V_DENSITY]
         i, f = energy_cell(params, energy)
         t, r, sigma_b, q_start = step_limits(mat_tab, params, m, i, f)
+        dx = params[L.P_DX]
+        dy = params[L.P_DY]
+        dz = params[L.P_DZ]
         x_lo = x - np.float32(ix) * dx
         y_lo = y - np.float32(iy) * dy
         z_lo = z - np.float32(iz) * dz
         d_min = min(x_lo, dx - x_lo, y_lo, dy - y_lo, z_lo, dz - z_lo)
         t_inside = rho * d_min  # mass thickness the electron surely stays in this voxel for
-        if range_rejection and r < t_inside:
-            tally_add(tally, vox, to_fixed(energy, scale))
-            return zero, brems_energy, overflow, x, y, z, work
-        if boundary_steps and t_inside > t:
+        if params[L.P_RANGE_REJECTION] > F0 and r < t_inside:
+            tally_add(tally, vox, to_fixed(energy, params[L.P_TALLY_SCALE]))
+            return F0, x, y, z, work
+        if params[L.P_BOUNDARY_STEPS] > F0 and t_inside > t:
             t = t_inside
         if t > r:
             t = r
@@ -354,52 +343,58 @@ def transport_electron(
         if sigma_b > F0 and brems_paths < sigma_b * t:
             t = brems_paths / sigma_b
             emit = True
-        r_start = r
+        # brems_paths after the step = paths_at_zero_range + Σ_b · (residual range)
+        paths_at_zero_range = brems_paths - sigma_b * r
         # scattering strength of the step: transport mean free paths between E and E'
         e_end, q_end = state_at_range(inv_range, range_grid, params, m, r - t)
         kappa = q_start - q_end
         if kappa < F0:
-            kappa = zero
+            kappa = F0 * kappa
         tau = rng_uniform(rng)
+        second_leg = (F1 - tau) * t
         status, energy, r, x, y, z, ix, iy, iz, seg = move_electron(
             tau * t, energy, r, m, x, y, z, u, v, w, ix, iy, iz,
             voxels, inv_range, range_grid, params, tally,
         )  # fmt: skip
         work += seg
         if status == _ESCAPED:
-            return energy, brems_energy, overflow, x, y, z, work
+            return energy, x, y, z, work
         if status == _STOPPED:
-            return zero, brems_energy, overflow, x, y, z, work
+            return F0, x, y, z, work
         if status == _NEW_MATERIAL:
-            brems_paths -= sigma_b * (r_start - r)
+            brems_paths = paths_at_zero_range + sigma_b * r
             continue
         # hinge: deflect by the multiple-scattering angle of the whole step
         cos_t = sample_ms_cos_theta(ms_table, params, kappa, rng_uniform(rng))
         u, v, w = rotate_direction(u, v, w, cos_t, F_TWO_PI * rng_uniform(rng))
         status, energy, r, x, y, z, ix, iy, iz, seg = move_electron(
-            (F1 - tau) * t, energy, r, m, x, y, z, u, v, w, ix, iy, iz,
+            second_leg, energy, r, m, x, y, z, u, v, w, ix, iy, iz,
             voxels, inv_range, range_grid, params, tally,
         )  # fmt: skip
         work += seg
         if status == _ESCAPED:
-            return energy, brems_energy, overflow, x, y, z, work
+            return energy, x, y, z, work
         if status == _STOPPED:
-            return zero, brems_energy, overflow, x, y, z, work
-        brems_paths -= sigma_b * (r_start - r)
+            return F0, x, y, z, work
+        brems_paths = paths_at_zero_range + sigma_b * r
         if emit and status == _MOVED:
             brems_paths = -math.log(rng_uniform(rng))
-        if emit and status == _MOVED and energy > k_cut:
-            k = k_cut * math.exp(rng_uniform(rng) * math.log(energy / k_cut))
-            if k > energy:
-                k = energy
-            energy -= k
-            brems_energy += k
-            overflow += push_or_deposit(
-                out_f, out_i, out_n, L.PHOTON, k, x, y, z, u, v, w,
-                history, child_stream(stream, children),
-                tally, voxel_index(ix, iy, iz, nx, ny), scale,
-            )  # fmt: skip
-            children += 1
+            k_cut = params[L.P_BREMS_K_CUT]
+            if energy > k_cut:
+                k = k_cut * math.exp(rng_uniform(rng) * math.log(energy / k_cut))
+                if k > energy:
+                    k = energy
+                energy -= k
+                scale = params[L.P_TALLY_SCALE]
+                tally_add(counters, L.C_BREMS, to_fixed(k, scale))
+                child, key = next_child(key)
+                vox = voxel_index(ix, iy, iz, int(params[L.P_NX]), int(params[L.P_NY]))
+                lost = push_or_deposit(
+                    out_f, out_i, out_n, L.PHOTON, k, x, y, z, u, v, w, history, child,
+                    tally, vox, scale,
+                )  # fmt: skip
+                if lost > F0:
+                    tally_add(counters, L.C_STACK_OVERFLOW, to_fixed(lost, scale))
 
 
 # photon_flight outcomes
@@ -454,14 +449,14 @@ def photon_flight(energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, r
 
 @register_jitable
 def transport_photon(
-    energy, x, y, z, u, v, w, history, stream,
+    energy, x, y, z, u, v, w, history, spawn,
     voxels, mat_tab, kn_table, ray_table, majorant, params,
     tally, out_f, out_i, out_n, rng,
 ):  # fmt: skip
     """Follow one photon until absorption or escape; its electrons go into the bank ``out_*``.
 
-    ``rng`` must be positioned at the photon's own stream; its k-th electron gets stream
-    ``child_stream(stream, k)``.
+    ``rng`` must be positioned at the photon's own stream and ``spawn`` be that stream; its
+    electrons are named by :func:`mcdose.physics.rng.next_child`.
 
     Returns
     -------
@@ -473,8 +468,8 @@ def transport_photon(
     p_cut = params[L.P_P_CUT]
     zero = F0 * energy
     overflow = zero
-    children = 0
     work = 0
+    key = np.uint64(spawn)  # (a new name: int64 and uint64 would unify to float64)
     while True:
         outcome, x, y, z, vox, m, i, f, flights = photon_flight(
             energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, rng
@@ -484,9 +479,10 @@ def transport_photon(
             return energy, overflow, work
         if outcome == PHOTOELECTRIC:
             ue, ve, we = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
+            child, key = next_child(key)
             overflow += push_or_deposit(
                 out_f, out_i, out_n, L.ELECTRON, energy, x, y, z, ue, ve, we,
-                history, child_stream(stream, children), tally, vox, scale,
+                history, child, tally, vox, scale,
             )  # fmt: skip
             return zero, overflow, work
         if outcome == COMPTON:
@@ -496,11 +492,11 @@ def transport_photon(
             t_e = energy * (F1 - eps)
             if t_e > F0:
                 ue, ve, we = compton_electron_direction(energy, eps, u, v, w, un, vn, wn)
+                child, key = next_child(key)
                 overflow += push_or_deposit(
                     out_f, out_i, out_n, L.ELECTRON, t_e, x, y, z, ue, ve, we,
-                    history, child_stream(stream, children), tally, vox, scale,
+                    history, child, tally, vox, scale,
                 )  # fmt: skip
-                children += 1
             energy = energy * eps
             u, v, w = un, vn, wn
         else:
@@ -539,10 +535,10 @@ def sample_decay(
 ):  # fmt: skip
     """Sample decay number ``history``: its position and emissions, banked for transport.
 
-    Draws from stream 0 of the history; the k-th particle emitted gets stream
-    ``child_stream(0, k)``.  Photons go to bank ``ph_*``, electrons to ``el_*`` (the CPU
-    engine passes its one stack as both).  Energy deposited at the decay site and the
-    emitted energy are added to ``tally`` and ``counters``.
+    Draws from stream 0 of the history; the particles it emits are named by
+    :func:`mcdose.physics.rng.next_child` from spawn key 0.  Photons go to bank ``ph_*``,
+    electrons to ``el_*`` (the CPU engine passes its one stack as both).  Energy deposited
+    at the decay site and the emitted energy are added to ``tally`` and ``counters``.
     """
     rng_init(rng, seed, history, 0)
     nx = int(params[L.P_NX])
@@ -569,7 +565,7 @@ def sample_decay(
         q = to_fixed(local, scale)
         tally_add(tally, vox, q)
         emitted += q
-    k = 0  # emission counter: the k-th particle's stream is child_stream(0, k)
+    spawn = np.uint64(0)  # names the emitted particles' streams (next_child)
     n_beta = count_emissions(params[L.P_BETA_YIELD], rng_uniform(rng))
     n_table = int(params[L.P_N_BETA_TABLE])
     emit_betas = params[L.P_EMIT_BETA_PARTICLES] > F0
@@ -584,44 +580,44 @@ def sample_decay(
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         if emit_betas:
             emitted += to_fixed(e, scale)
+            child, spawn = next_child(spawn)
             overflow += push_or_deposit(
                 el_f, el_i, el_n, L.ELECTRON, e, x, y, z, u, v, w,
-                history, child_stream(0, k), tally, vox, scale,
+                history, child, tally, vox, scale,
             )  # fmt: skip
-            k += 1
         if positron_fraction > F0 and rng_uniform(rng) < positron_fraction:
             # annihilation at rest: two back-to-back photons from the decay site
             ua, va, wa = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
             e_ann = np.float32(L.ANNIHILATION_KEV)
             for sign in (F1, -F1):
                 emitted += to_fixed(e_ann, scale)
+                child, spawn = next_child(spawn)
                 overflow += push_or_deposit(
                     ph_f, ph_i, ph_n, L.PHOTON, e_ann, x, y, z, sign * ua, sign * va, sign * wa,
-                    history, child_stream(0, k), tally, vox, scale,
+                    history, child, tally, vox, scale,
                 )  # fmt: skip
-                k += 1
     n_el = count_emissions(params[L.P_ELINE_YIELD], rng_uniform(rng))
     n_elines = int(params[L.P_N_ELINES])
     for _ in range(n_el):
         e = sample_line(elines, n_elines, rng_uniform(rng), rng_uniform(rng))
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         emitted += to_fixed(e, scale)
+        child, spawn = next_child(spawn)
         overflow += push_or_deposit(
             el_f, el_i, el_n, L.ELECTRON, e, x, y, z, u, v, w,
-            history, child_stream(0, k), tally, vox, scale,
+            history, child, tally, vox, scale,
         )  # fmt: skip
-        k += 1
     n_ph = count_emissions(params[L.P_PLINE_YIELD], rng_uniform(rng))
     n_plines = int(params[L.P_N_PLINES])
     for _ in range(n_ph):
         e = sample_line(plines, n_plines, rng_uniform(rng), rng_uniform(rng))
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         emitted += to_fixed(e, scale)
+        child, spawn = next_child(spawn)
         overflow += push_or_deposit(
             ph_f, ph_i, ph_n, L.PHOTON, e, x, y, z, u, v, w,
-            history, child_stream(0, k), tally, vox, scale,
+            history, child, tally, vox, scale,
         )  # fmt: skip
-        k += 1
     tally_add(counters, L.C_EMITTED, emitted)
     if overflow > F0:
         tally_add(counters, L.C_STACK_OVERFLOW, to_fixed(overflow, scale))
@@ -677,18 +673,14 @@ def transport_banked_electron(
     history = bank_i[L.B_HISTORY, slot]
     stream = bank_i[L.B_STREAM, slot]
     rng_init(rng, seed, history, stream)
-    esc, brm, ovf, _, _, _, work = transport_electron(
+    esc, _, _, _, work = transport_electron(
         bank_f[L.S_E, slot], bank_f[L.S_X, slot], bank_f[L.S_Y, slot], bank_f[L.S_Z, slot],
         bank_f[L.S_U, slot], bank_f[L.S_V, slot], bank_f[L.S_W, slot], history, stream,
         voxels, mat_tab, inv_range, range_grid, ms_table, params,
-        tally, out_f, out_i, out_n, rng,
+        tally, counters, out_f, out_i, out_n, rng,
     )  # fmt: skip
-    if brm > F0:
-        tally_add(counters, L.C_BREMS, to_fixed(brm, scale))
     if esc > F0:
         tally_add(counters, L.C_ESCAPED, to_fixed(esc, scale))
-    if ovf > F0:
-        tally_add(counters, L.C_STACK_OVERFLOW, to_fixed(ovf, scale))
     return work
 
 

@@ -76,6 +76,7 @@ def electron_transmission(
     bank_i = np.empty((L.BANK_INT_COLUMNS, L.STACK_SIZE), np.int64)
     bank_n = np.zeros(1, np.int64)
     tally = np.zeros(voxels.shape[0], np.uint64)
+    counters = np.zeros(L.N_COUNTERS, np.uint64)
     x0 = 0.5 * params[L.P_DX]
     y0 = 0.5 * params[L.P_DY]
     length = params[L.P_NZ] * params[L.P_DZ]
@@ -83,10 +84,10 @@ def electron_transmission(
     for i in range(n):
         rng_init(rng, seed, i, 9)
         bank_n[0] = 0
-        escaped, brems, overflow, x, y, z, _ = transport_electron(
+        escaped, x, y, z, _ = transport_electron(
             F(energy), x0, y0, F(1e-9), F0, F0, F1, i, 9,
             voxels, mat_tab, inv_range, range_grid, ms_table, params,
-            tally, bank_f, bank_i, bank_n, rng,
+            tally, counters, bank_f, bank_i, bank_n, rng,
         )  # fmt: skip
         if escaped > 0.0 and z >= length:
             passed += 1
