@@ -20,6 +20,7 @@ import numpy as np
 from numba import cuda
 from numba.extending import overload
 
+from mcdose._jit_cache import physics_keyed_cache
 from mcdose.physics import layout as L
 from mcdose.physics.rng import STATE_SIZE
 from mcdose.transport.history import run_history, tally_add
@@ -39,7 +40,13 @@ if not numba.config.ENABLE_CUDASIM:
         return impl
 
 
-@cuda.jit
+# cache=True: a new process loads the compiled kernel (PTX and the cubin for its GPU) from
+# disk instead of compiling (numba-cuda >= 0.30), under a folder keyed by the physics sources
+_cache = physics_keyed_cache()
+_cache.__enter__()
+
+
+@cuda.jit(cache=True)
 def transport_kernel(
     first, last, seed,
     voxels, src_index, src_prob, src_alias,
@@ -64,7 +71,7 @@ def transport_kernel(
         h += stride
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def accumulate_kernel(tally, factor, energy_sum, energy_sum_sq):
     """e = tally·factor; add e and e² to the batch sums; reset the tally."""
     i = cuda.grid(1)
@@ -73,6 +80,9 @@ def accumulate_kernel(tally, factor, energy_sum, energy_sum_sq):
         energy_sum[i] += e
         energy_sum_sq[i] += e * e
         tally[i] = np.uint64(0)
+
+
+_cache.__exit__(None, None, None)
 
 
 @functools.cache
@@ -145,3 +155,23 @@ class CudaBackend:
     def energy_sums(self) -> tuple[np.ndarray, np.ndarray]:
         """Σ_b e_b and Σ_b e_b² per voxel (keV per decay), copied to the host."""
         return self._sum.copy_to_host(), self._sum_sq.copy_to_host()
+
+
+def kernel_specs():
+    """This module's CUDA kernels as the driver launches them (see :mod:`mcdose.transport.ptx`)."""
+    from mcdose.transport.ptx import spec_for
+
+    f64 = numba.float64
+    transport_sig = (
+        numba.int64, numba.int64, numba.uint64,
+        numba.float32[:, ::1], numba.int64[::1], f64[::1], numba.int64[::1],
+        f64[::1], f64[:, ::1], f64[:, ::1],
+        f64[:, :, ::1], f64[:, :, ::1], f64[:, ::1], f64[:, ::1], f64[:, :, ::1], f64[::1],
+        f64[::1], f64[::1],
+        numba.uint64[::1], numba.uint64[:, ::1],
+    )  # fmt: skip
+    return [
+        spec_for(transport_kernel, transport_sig, THREADS_PER_BLOCK),
+        # end_batch launches 256 threads per block
+        spec_for(accumulate_kernel, (numba.uint64[::1], f64, f64[::1], f64[::1]), 256),
+    ]

@@ -1,4 +1,4 @@
-"""The CUDA driver: simulator runs (no GPU needed), PTX compilation, and real-GPU agreement."""
+"""The CUDA driver: simulator runs (no GPU needed) and real-GPU agreement (PTX: test_ptx.py)."""
 
 import json
 import textwrap
@@ -54,56 +54,6 @@ def test_cuda_kernel_under_simulator_matches_cpu_history_by_history(nuclide):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["gpu_counters"] == out["cpu_counters"], out
     assert out["max_abs_diff"] <= 1e-9 * max(out["cpu_total"], 1.0), out
-
-
-def _nvvm_available() -> bool:
-    """NVVM and NVRTC (numba-cuda's compilers) are loadable: numba-cuda[cu13] is installed."""
-    try:
-        from cuda.pathfinder import load_nvidia_dynamic_lib
-
-        load_nvidia_dynamic_lib("nvvm")
-        load_nvidia_dynamic_lib("nvrtc")
-        return True
-    except Exception:
-        return False
-
-
-def test_cuda_kernels_compile_to_ptx_for_hopper(monkeypatch):
-    # Type-checks the whole CUDA kernel (all shared physics) with numba-cuda's real compiler
-    # and produces sm_90 PTX, without a GPU: catches code the simulator would accept but
-    # CUDA cannot compile.  Needs NVVM (numba-cuda[cu13]); skipped otherwise.
-    numba_cuda = pytest.importorskip("numba.cuda")
-    if not _nvvm_available():
-        pytest.skip("NVVM/NVRTC libraries not installed (pip install 'numba-cuda[cu13]')")
-    import types
-
-    import numba
-    import numba.cuda.dispatcher as dispatcher
-
-    # device functions ask the current device for its compute capability; pretend sm_90
-    monkeypatch.setattr(
-        dispatcher, "get_current_device", lambda: types.SimpleNamespace(compute_capability=(9, 0))
-    )
-    from mcdose.transport import cuda as cuda_driver
-
-    f64 = numba.float64
-    sig = (
-        numba.int64, numba.int64, numba.uint64,
-        numba.float32[:, ::1], numba.int64[::1], f64[::1], numba.int64[::1],
-        f64[::1], f64[:, ::1], f64[:, ::1],
-        f64[:, :, ::1], f64[:, :, ::1], f64[:, ::1], f64[:, ::1], f64[:, :, ::1], f64[::1],
-        f64[::1], f64[::1],
-        numba.uint64[::1], numba.uint64[:, ::1],
-    )  # fmt: skip
-    ptx, _ = numba_cuda.compile_ptx(cuda_driver.transport_kernel.py_func, sig, cc=(9, 0))
-    assert ".target sm_90" in ptx
-    assert "atom.global.add.u64" in ptx or "atom.add.u64" in ptx
-    ptx2, _ = numba_cuda.compile_ptx(
-        cuda_driver.accumulate_kernel.py_func,
-        (numba.uint64[::1], f64, f64[::1], f64[::1]),
-        cc=(9, 0),
-    )
-    assert ".target sm_90" in ptx2
 
 
 @pytest.mark.gpu
