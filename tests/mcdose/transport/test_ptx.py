@@ -212,3 +212,53 @@ def test_every_cuda_kernel_meets_the_register_spill_and_stack_goals(static_repor
         assert rec["registers_per_thread"] <= 64, key
         assert rec["spill_store_bytes"] == 0 and rec["spill_load_bytes"] == 0, key
         assert rec["stack_frame_bytes"] <= 1024, key
+
+
+def _kernel_source():
+    from numba import cuda
+
+    def saxpy(out, a, x, y):
+        i = cuda.grid(1)
+        if i < out.shape[0]:
+            out[i] = a * x[i] + y[i]
+
+    return saxpy
+
+
+def test_spec_for_copies_the_options_that_change_the_code():
+    import numba
+    from numba import cuda
+
+    k = cuda.jit(fastmath=True, max_registers=32, lineinfo=False)(_kernel_source())
+    sig = (numba.float32[::1], numba.float32, numba.float32[::1], numba.float32[::1])
+    spec = ptx.spec_for(k, sig, 256)
+    assert (spec.name, spec.threads_per_block, spec.signature) == ("saxpy", 256, sig)
+    assert dict(spec.options) == {"fastmath": True, "opt": True, "max_registers": 32}
+    with pytest.raises(TypeError):  # frozen: a spec cannot be changed after the fact
+        spec.options["fastmath"] = False
+
+
+def test_fastmath_and_max_registers_reach_nvvm_and_ptxas():
+    # fastmath (a decorator option) must give the approximate f32 division in the PTX and
+    # max_registers must reach ptxas (-maxrregcount), so the report measures what runs
+    _compilers_or_skip()
+    import numba
+    from numba import cuda
+
+    sig = (numba.float32[::1], numba.float32, numba.float32[::1], numba.float32[::1])
+
+    def div(out, a, x, y):
+        i = cuda.grid(1)
+        if i < out.shape[0]:
+            out[i] = a / x[i] + y[i] / a
+
+    fast = ptx.spec_for(cuda.jit(fastmath=True, max_registers=16)(div), sig, 128)
+    plain = ptx.spec_for(cuda.jit(div), sig, 128)
+    c_fast, r_fast = ptx.static_report(fast, (9, 0))
+    c_plain, _ = ptx.static_report(plain, (9, 0))
+    assert "div.approx" in c_fast.ptx or "div.full" in c_fast.ptx
+    assert "div.rn.f32" in c_plain.ptx
+    # ptxas raises a limit under its floor (24 on sm_90) to the floor, and says so
+    res = ptx.assemble(c_fast.ptx, (9, 0), max_registers=16)
+    assert res.registers <= 16 or "register count of 16" in res.log
+    assert r_fast["registers_per_thread"] <= 24
