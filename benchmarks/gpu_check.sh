@@ -30,9 +30,10 @@ LOGS=${LOGS:-/tmp/mcdose-gpu-check}
 DRY=0
 FETCH=0
 #: wheels a bare device image lacks (its python3 is 3.12 and has torch, cupy, numba-cuda,
-#: h5py, scipy, numpy 2.5); numba-cuda pinned to the version this project is tested with
+#: h5py, scipy, numpy 2.5): ~29 MB; numba-cuda pinned to the version this project is tested
+#: with; sqlalchemy for xraydb (photon cross sections)
 FETCH_WHEELS=("numpy==2.4.6" "numba-cuda==0.30.4" "icrp107-database==0.0.3" "xraydb==4.5.8"
-              "platformdirs==4.14.9" "pydicom==3.0.2")
+              "platformdirs==4.14.9" "sqlalchemy==2.1.9")
 
 for arg in "$@"; do
   case "$arg" in
@@ -60,28 +61,33 @@ export NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-/tmp/mcdose-numba-cache}
 export PYTHONPATH="$ROOT/src:$ROOT/cli${PYTHONPATH:+:$PYTHONPATH}"
 
 # -- 1. environment ------------------------------------------------------------------------
+# prints "<distribution> <why>" for each missing or unusable one; exit 1 if any
 check_env() {
   "$PY" - <<'EOF'
 import importlib, sys
+from importlib.metadata import version
 bad = []
-try:
-    import numpy
-    if tuple(int(x) for x in numpy.__version__.split(".")[:2]) >= (2, 5):
-        bad.append(f"numpy {numpy.__version__} (numba-cuda 0.30 needs < 2.5)")
-except ImportError:
-    bad.append("numpy")
-for mod in ("numba", "scipy", "h5py", "icrp107_database", "xraydb", "platformdirs"):
+def ver(dist):
+    try:
+        return tuple(int(x) for x in version(dist).split(".")[:2])
+    except Exception:
+        return None
+v = ver("numpy")
+if v is None or v >= (2, 5):
+    bad.append("numpy " + ("missing" if v is None else version("numpy") + " (numba-cuda 0.30 needs < 2.5)"))
+v = ver("numba-cuda")
+if v is None or v < (0, 30):
+    bad.append("numba_cuda " + ("missing" if v is None else version("numba-cuda") + " (needs >= 0.30)"))
+for dist in ("sqlalchemy", "platformdirs", "icrp107_database", "xraydb"):  # xraydb needs the 2 first
+    try:
+        importlib.import_module(dist)
+    except Exception as exc:
+        bad.append(f"{dist} {type(exc).__name__}")
+for mod in ("numba", "scipy", "h5py"):  # the device image's own; no wheel carried
     try:
         importlib.import_module(mod)
     except Exception as exc:
-        bad.append(f"{mod} ({type(exc).__name__})")
-try:
-    from importlib.metadata import version
-    v = tuple(int(x) for x in version("numba-cuda").split(".")[:2])
-    if v < (0, 30):
-        bad.append(f"numba-cuda {version('numba-cuda')} (needs >= 0.30)")
-except Exception:
-    bad.append("numba-cuda")
+        bad.append(f"{mod} {type(exc).__name__} (not carried: install it)")
 print("\n".join(bad))
 sys.exit(1 if bad else 0)
 EOF
@@ -90,18 +96,21 @@ EOF
 say "python: $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
 if ! missing=$(check_env); then
   say "missing or unusable: $(echo "$missing" | tr '\n' ';')"
-  if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-    say "installing the wheels of $WHEELS into $SITE"
+  wheels=()
+  for dist in $(echo "$missing" | cut -d' ' -f1); do
+    found=$(ls "$WHEELS/$dist"-*.whl 2>/dev/null | head -1)
+    if [ -n "$found" ]; then wheels+=("$found"); fi
+  done
+  if [ "${#wheels[@]}" -gt 0 ]; then
+    say "installing from $WHEELS into $SITE: ${wheels[*]##*/}"
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target "$SITE" "$WHEELS"/*.whl > "$LOGS/pip.log" 2>&1 \
+      --target "$SITE" "${wheels[@]}" > "$LOGS/pip.log" 2>&1 \
       || { say "pip failed: $(tail -3 "$LOGS/pip.log")"; exit 2; }
     export PYTHONPATH="$ROOT/src:$ROOT/cli:$SITE${PYTHONPATH#"$ROOT/src:$ROOT/cli"}"
-  elif [ "$DRY" = 0 ]; then
-    say "no wheels in $WHEELS: run 'bash benchmarks/gpu_check.sh --fetch-wheels' where pip works"
-    exit 2
   fi
   if ! missing=$(check_env); then
     say "still unusable: $(echo "$missing" | tr '\n' ';')"
+    say "fetch the wheels where pip works: bash benchmarks/gpu_check.sh --fetch-wheels"
     exit 2
   fi
 fi
