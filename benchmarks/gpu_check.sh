@@ -146,11 +146,13 @@ if [ "$DRY" = 1 ]; then
   res=$(mktemp -d /tmp/mcdose-gpu-check-results.XXXX)
   args=(--device cpu --preset tiny --histories 20000 --probe 5000 --agreement-histories 20000
         --out "$res" --no-readme)
+  limit=1200  # three cold CPU compiles on a busy 2-core machine
 else
   args=(--device cuda --mc-budget-s 150 --out "$ROOT/benchmarks/results")
+  limit=300
 fi
 say "measurements: benchmarks/suite/gpu_check.py ${args[*]}"
-timeout 300 "$PY" benchmarks/suite/gpu_check.py --junit "$LOGS/gpu-tests.xml" "${args[@]}" \
+timeout "$limit" "$PY" benchmarks/suite/gpu_check.py --junit "$LOGS/gpu-tests.xml" "${args[@]}" \
   2>&1 | tee "$LOGS/measurements.log"
 rc=${PIPESTATUS[0]}
 if [ "$rc" -ne 0 ]; then status=1; fi
