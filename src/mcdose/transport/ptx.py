@@ -15,6 +15,28 @@ module
 
 Install the compilers with the ``ptx`` extra (``pip install -e ".[ptx]"``).  Nothing here
 imports ``numba.cuda`` at module import; a CPU-only install imports this module fine.
+
+For kernel authors
+------------------
+* List every kernel: ``def kernel_specs(): return [spec_for(kernel, signature,
+  threads_per_block), ...]`` in a module named ``mcdose.transport.cuda*`` (or add it to
+  :data:`CUDA_MODULES`).  ``signature``: the numba types the driver passes (device arrays
+  are writable and C-contiguous); ``threads_per_block``: the driver's block size (the
+  occupancy is computed for it).
+* Put code-changing options on the decorator (``fastmath=True``, ``max_registers=N``,
+  ``launch_bounds=(T, min_blocks)``): :func:`spec_for` copies them, so the checks compile
+  what the driver runs (``max_registers`` reaches ptxas as ``-maxrregcount``; its floor is
+  24 on sm_90).
+* No recompilation per process: ``@cuda.jit(cache=True)``, lazily (no signature: an eager
+  one compiles at import and needs a GPU), decorated between
+  ``_cache = physics_keyed_cache(); _cache.__enter__()`` and
+  ``_cache.__exit__(None, None, None)`` (:mod:`mcdose._jit_cache`; numba invalidates a
+  cache only when the kernel's own file changes, the folder is keyed by all physics
+  sources).  numba-cuda ≥ 0.30 stores the PTX and the cubin for the GPU's compute
+  capability, so a cached process runs neither NVVM nor ptxas.  A cached kernel must not
+  capture global device arrays nor ``link=`` external files.  Device functions
+  (``register_jitable`` / ``cuda.jit(device=True)``) need no flag: they are compiled into
+  each kernel.
 """
 
 from __future__ import annotations
