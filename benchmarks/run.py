@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mc-budget-s", type=_positive_float, default=None, metavar="S",
                    help="longest single GPU MC run to start; the 10⁹ point is extrapolated "
                    "when predicted longer (default 150)")
+    p.add_argument("--mc-jit-only", action="store_true",
+                   help="mc: only the first-call times, cold and cached, in fresh processes")
     p.add_argument("--dataset-preset", choices=("paper", "small", "tiny"), default=None)
     p.add_argument("--dataset-histories", type=_positive_int, default=None, metavar="N")
     p.add_argument("--dataset-cases", type=_positive_int, default=None, metavar="N")
@@ -130,6 +132,7 @@ def _context(args: argparse.Namespace):
 
     options = {
         "mc_budget_s": args.mc_budget_s,
+        "mc_jit_only": args.mc_jit_only,
         "dataset_preset": args.dataset_preset,
         "dataset_histories": args.dataset_histories,
         "dataset_cases": args.dataset_cases,

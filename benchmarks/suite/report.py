@@ -371,11 +371,15 @@ def headline_table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def readme_section(records: Iterable[tuple[dict[str, Any], str]]) -> str:
-    """The README text between the markers: one headline table per machine.
+def readme_section(records: Iterable[tuple[dict[str, Any], str]],
+                   static: tuple[dict[str, Any], str] | None = None) -> str:  # fmt: skip
+    """The README text between the markers: one headline table per machine, then the GPU
+    status — "unmeasured" until a results file holds a measured GPU row — and the static
+    figures of the CUDA kernels (``static``: a gpu_static report and its relative path).
 
     ``records``: (results record, path of its files relative to the README, without suffix).
     """
+    records = list(records)
     parts = [
         "Measured with `python benchmarks/run.py` (see [benchmarks/README.md]"
         "(benchmarks/README.md)); the newest results of each machine, headline rows only. "
@@ -402,7 +406,104 @@ def readme_section(records: Iterable[tuple[dict[str, Any], str]]) -> str:
             f"data: [{rel}.json]({rel}.json).",
             "",
         ]  # fmt: skip
+    parts += gpu_status_lines([rec for rec, _ in records], static)
     return "\n".join(parts).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------------------
+# GPU status: measured rows, or the static figures of benchmarks/gpu_static.py
+# --------------------------------------------------------------------------------------
+
+STATIC_SCHEMA = "mcdose-gpu-static"
+
+
+def gpu_measured(records: Iterable[dict[str, Any]]) -> bool:
+    """True when some results file holds a measured (status ok) GPU Monte Carlo row."""
+    return any(
+        e.get("status") == "ok" and str(e.get("name", "")).startswith("mc.cuda.")
+        for rec in records for e in rec.get("entries", [])
+    )  # fmt: skip
+
+
+def latest_static(out_dir: Path) -> Path | None:
+    """The newest ``benchmarks/gpu_static.py`` result file in ``out_dir`` (None if none)."""
+    best: tuple[str, Path] | None = None
+    for path in sorted(Path(out_dir).glob("*-gpu-static.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not isinstance(data, dict) or data.get("schema") != STATIC_SCHEMA:
+            continue
+        key = f"{data.get('date', '')}|{data.get('created', '')}"
+        if best is None or key > best[0]:
+            best = (key, path)
+    return best[1] if best else None
+
+
+def static_goals(rec: dict[str, Any]) -> dict[str, bool]:
+    """Issue 22's goals for one kernel record: ≤ 64 registers, no spills, stack ≤ 1 KiB,
+    ≥ 50 % theoretical occupancy (sm_90)."""
+    out = {
+        "registers": rec["registers_per_thread"] <= 64,
+        "no_spills": rec["spill_store_bytes"] + rec["spill_load_bytes"] == 0,
+        "stack": rec["stack_frame_bytes"] <= 1024,
+    }
+    if rec.get("arch") == "sm_90":
+        out["occupancy"] = rec["occupancy"]["occupancy"] >= 0.5
+    return out
+
+
+def static_table(report: dict[str, Any]) -> str:
+    """One row per kernel and architecture of a gpu_static report."""
+    rows = ["| Kernel | Arch | Threads/block | Registers/thread | Stack frame | Spill st/ld "
+            "| Occupancy (limit) | f64 / f32 PTX instr. (arith.) | Compile PTX + ptxas | "
+            "Goals (#22) |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for rec in report.get("kernels", []):
+        occ = rec["occupancy"]
+        n = rec["ptx_instructions"]
+        goals = static_goals(rec)
+        mark = "✅ all" if all(goals.values()) else "❌ " + ", ".join(
+            k for k, ok in goals.items() if not ok)  # fmt: skip
+        c = rec["compile_s"]
+        rows.append(
+            f"| {rec['kernel']} | {rec['arch']} | {rec['threads_per_block']} | "
+            f"{rec['registers_per_thread']} | {rec['stack_frame_bytes']} B | "
+            f"{rec['spill_store_bytes']} / {rec['spill_load_bytes']} B | "
+            f"{occ['occupancy'] * 100:.2f} % ({occ['blocks_per_sm']} blocks/SM; "
+            f"{', '.join(occ['limited_by'])}) | {n['f64']} / {n['f32']} "
+            f"({n['f64_arith']} / {n['f32_arith']}) | {c['ptx']:.1f} + {c['ptxas']:.1f} s | "
+            f"{mark} |"
+        )  # fmt: skip
+    return "\n".join(rows)
+
+
+def gpu_status_lines(records: list[dict[str, Any]],
+                     static: tuple[dict[str, Any], str] | None) -> list[str]:  # fmt: skip
+    """README lines: GPU rows unmeasured (until a GPU ran the check) and the static figures."""
+    out: list[str] = []
+    if not gpu_measured(records):
+        out += [
+            "**GPU rows: unmeasured.** No GPU has run the device check "
+            "(`bash benchmarks/gpu_check.sh`, see [benchmarks/README.md]"
+            "(benchmarks/README.md#the-device-check-for-the-first-gpu)) yet; until one does, "
+            "the GPU's figures are the static ones of its kernels below.",
+            "",
+        ]  # fmt: skip
+    if static is not None:
+        rep, rel = static
+        out += [
+            f"Static figures of the CUDA kernels ({rep.get('date')}; "
+            "`python benchmarks/gpu_static.py --out DIR`: numba-cuda's PTX assembled by "
+            f"ptxas {rep.get('ptxas_version') or ''}, no GPU; occupancy is theoretical, at "
+            "the driver's block size):",
+            "",
+            static_table(rep),
+            "",
+            f"Formula and every figure: [{rel}.md]({rel}.md); data: [{rel}.json]({rel}.json).",
+            "",
+        ]  # fmt: skip
+    return out
 
 
 def update_readme_text(text: str, section: str) -> str:
@@ -431,8 +532,13 @@ def update_readme(readme: Path, out_dir: Path) -> bool:
     for p in paths:
         rel = os.path.relpath(p.with_suffix(""), readme.parent).replace(os.sep, "/")
         recs.append((load(p), rel))
+    static = None
+    static_path = latest_static(out_dir)
+    if static_path is not None:
+        rel = os.path.relpath(static_path.with_suffix(""), readme.parent).replace(os.sep, "/")
+        static = (json.loads(static_path.read_text(encoding="utf-8")), rel)
     text = readme.read_text(encoding="utf-8")
-    new = update_readme_text(text, readme_section(recs))
+    new = update_readme_text(text, readme_section(recs, static))
     if new != text:
         _write_text(readme, new)
     return True

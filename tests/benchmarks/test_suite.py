@@ -376,7 +376,8 @@ def test_mc_gpu_flow_with_fake_runs(monkeypatch):
     ctx = Context(suite="full", device="cuda", threads=16, log=lambda m: None)
     es = {e["name"]: e for e in mc._device_entries(ctx, "cuda")}
     assert all(e["status"] == "ok" for e in es.values())
-    assert es["mc.cuda.jit.cold"]["value"] == 40.0 and "mc.cuda.jit.cached" not in es
+    # the CUDA kernels are cached too (cuda.jit(cache=True)): cold and cached first calls
+    assert es["mc.cuda.jit.cold"]["value"] == 40.0 and es["mc.cuda.jit.cached"]["headline"]
     rate = es["mc.cuda.paper.rate"]
     assert rate["value"] == pytest.approx(2.5e8) and rate["goal"]["pass"] is True
     t9 = es["mc.cuda.paper.gpu.time_1e9"]
@@ -508,3 +509,82 @@ def test_run_main_with_fake_groups(tmp_path, monkeypatch):
     assert [e["name"] for e in data["entries"]].count("vdk.cpu.paper.scipy.single") == 1
     assert runpy_mod.main(["--only", "vdk", "--fresh", *argv[2:]]) == 0
     assert len(json.loads(path.read_text())["runs"]) == 1
+
+
+def test_mc_jit_only_measures_cold_and_cached_first_calls(monkeypatch):
+    from benchmarks.suite import mc
+
+    calls = []
+
+    def fake_jit(device, cache_dir, threads, timeout=420):
+        calls.append(cache_dir)
+        return {"first_setup_s": 12.0 if len(calls) == 1 else 0.9, "second_setup_s": 0.1}
+
+    monkeypatch.setattr(mc, "jit_subprocess", fake_jit)
+    monkeypatch.setattr(mc, "run_once", lambda *a, **k: pytest.fail("no transport runs"))
+    ctx = Context(suite="quick", device="cpu", threads=2, log=lambda m: None,
+                  options={"mc_jit_only": True})  # fmt: skip
+    es = {e["name"]: e for e in mc._device_entries(ctx, "cpu")}
+    assert set(es) == {"mc.cpu.jit.cold", "mc.cpu.jit.cached"}
+    assert (es["mc.cpu.jit.cold"]["value"], es["mc.cpu.jit.cached"]["value"]) == (12.0, 0.9)
+    # the second process reads the cache folder the first one wrote
+    assert len(calls) == 2 and calls[0] == calls[1]
+    assert runpy_mod.parse_args(["--only", "mc", "--mc-jit-only"]).mc_jit_only
+
+
+def test_cache_files_counts_numba_index_and_data(tmp_path):
+    from benchmarks.suite import mc
+
+    (tmp_path / "a").mkdir()
+    for name in ("a/k.nbi", "a/k.1.nbc", "a/other.txt"):
+        (tmp_path / name).write_text("x")
+    assert mc.cache_files(str(tmp_path)) == 2
+
+
+def _static_report(regs=150, stack=3296):
+    from mcdose.transport import ptx
+
+    def rec(kernel, arch, r, st, tpb):
+        cc = (int(arch[3]), int(arch[4]))
+        return {"kernel": kernel, "arch": arch, "threads_per_block": tpb,
+                "registers_per_thread": r, "stack_frame_bytes": st, "spill_store_bytes": 0,
+                "spill_load_bytes": 0, "shared_bytes": 0,
+                "occupancy": ptx.occupancy(r, tpb, 0, cc),
+                "ptx_instructions": {"instructions": 9359, "f64": 2284, "f32": 41,
+                                     "f64_arith": 1187, "f32_arith": 5},
+                "compile_s": {"ptx": 24.1, "ptxas": 11.4}}  # fmt: skip
+
+    return {"schema": report.STATIC_SCHEMA, "date": "2026-12-02", "created": "T1",
+            "ptxas_version": "V13.5.37",
+            "kernels": [rec("transport_kernel", "sm_90", regs, stack, 128),
+                        rec("accumulate_kernel", "sm_90", 18, 0, 256)]}  # fmt: skip
+
+
+def test_static_table_marks_the_goals():
+    text = report.static_table(_static_report())
+    tk, acc = [ln for ln in text.splitlines() if ln.startswith("| transport") or
+               ln.startswith("| accumulate")]  # fmt: skip
+    assert "| 150 |" in tk and "18.75 %" in tk and "❌ registers, stack, occupancy" in tk
+    assert "2284 / 41" in tk
+    assert "✅ all" in acc and "100.00 %" in acc
+    ok = report.static_goals(_static_report(regs=64, stack=512)["kernels"][0])
+    assert all(ok.values())
+
+
+def test_readme_says_gpu_rows_unmeasured_and_shows_static_figures(tmp_path):
+    cpu = {"entries": [entry("mc.cpu.jit.cold", "MC first call", 12.0, "s", headline=True)]}
+    text = report.readme_section([(cpu, "benchmarks/results/x")],
+                                 (_static_report(), "benchmarks/results/y"))  # fmt: skip
+    assert "GPU rows: unmeasured" in text and "gpu_check.sh" in text
+    assert "| transport_kernel | sm_90 | 128 | 150 | 3296 B |" in text
+    gpu = {"entries": [entry("mc.cuda.paper.rate", "MC GPU", 1e8, "decays/s")]}
+    text = report.readme_section([(cpu, "a"), (gpu, "b")], None)
+    assert "unmeasured" not in text
+    # the newest static file of a folder (others are not static reports)
+    for name, created in (("2026-12-01-cpu-2c-gpu-static.json", "T0"),
+                          ("2026-12-02-cpu-2c-gpu-static.json", "T1")):
+        rep = _static_report()
+        rep["date"], rep["created"] = name[:10], created
+        (tmp_path / name).write_text(json.dumps(rep))
+    (tmp_path / "2026-12-03-cpu-2c.json").write_text("{}")
+    assert report.latest_static(tmp_path).name == "2026-12-02-cpu-2c-gpu-static.json"

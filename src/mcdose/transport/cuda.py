@@ -31,6 +31,7 @@ import numpy as np
 from numba import cuda
 from numba.extending import overload
 
+from mcdose._jit_cache import physics_keyed_cache
 from mcdose.physics import layout as L
 from mcdose.physics.rng import STATE_SIZE
 from mcdose.transport.history import (
@@ -66,7 +67,13 @@ if not numba.config.ENABLE_CUDASIM:
         return impl
 
 
-@cuda.jit(fastmath=True)
+# cache=True: a new process loads the compiled kernels (PTX and the cubin for its GPU) from
+# disk instead of compiling (numba-cuda >= 0.30), under a folder keyed by the physics sources
+_cache = physics_keyed_cache()
+_cache.__enter__()
+
+
+@cuda.jit(fastmath=True, cache=True)
 def decay_kernel(
     first, last, seed,
     voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
@@ -86,7 +93,7 @@ def decay_kernel(
         h += stride
 
 
-@cuda.jit(fastmath=True)
+@cuda.jit(fastmath=True, cache=True)
 def photon_kernel(
     n, seed, bank_f, bank_i,
     voxels, mat_tab, kn_table, ray_table, majorant, params,
@@ -106,7 +113,7 @@ def photon_kernel(
         slot += stride
 
 
-@cuda.jit(fastmath=True)
+@cuda.jit(fastmath=True, cache=True)
 def electron_kernel(
     n, seed, bank_f, bank_i,
     voxels, mat_tab, inv_range, range_grid, ms_table, params,
@@ -126,7 +133,7 @@ def electron_kernel(
         slot += stride
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def accumulate_kernel(tally, factor, energy_sum, energy_sum_sq):
     """e = tally·factor; add e and e² to the batch sums; reset the tally."""
     i = cuda.grid(1)
@@ -137,14 +144,13 @@ def accumulate_kernel(tally, factor, energy_sum, energy_sum_sq):
         tally[i] = np.uint64(0)
 
 
-def kernel_signatures() -> dict[str, tuple]:
-    """Argument types of every kernel here, as the drivers launch them (for PTX builds).
+_cache.__exit__(None, None, None)
 
-    Returns
-    -------
-    dict
-        kernel name -> (Python function, numba signature tuple, threads per block).
-    """
+
+def kernel_specs():
+    """This module's CUDA kernels as the driver launches them (see :mod:`mcdose.transport.ptx`)."""
+    from mcdose.transport.ptx import spec_for
+
     f32 = numba.float32
     f64 = numba.float64
     i64 = numba.int64
@@ -152,29 +158,25 @@ def kernel_signatures() -> dict[str, tuple]:
     bank = (f32[:, ::1], i64[:, ::1], i64[::1])
     voxels = f32[:, ::1]
     tally_counters = (u64[::1], u64[:, ::1])
-    return {
-        "decay_kernel": (
-            decay_kernel.py_func,
-            (i64, i64, u64, voxels, i64[::1], f32[::1], i64[::1], f32[::1], f32[:, ::1],
-             f32[:, ::1], f32[::1], *tally_counters, *bank, *bank),
-            THREADS_PER_BLOCK,
-        ),
-        "photon_kernel": (
-            photon_kernel.py_func,
-            (i64, u64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[:, ::1],
-             f32[:, :, ::1], f32[::1], f32[::1], *tally_counters, *bank),
-            THREADS_PER_BLOCK,
-        ),
-        "electron_kernel": (
-            electron_kernel.py_func,
-            (i64, u64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[:, :, ::1],
-             f32[:, ::1], f32[::1], f32[::1], *tally_counters, *bank),
-            THREADS_PER_BLOCK,
-        ),
-        "accumulate_kernel": (
-            accumulate_kernel.py_func, (u64[::1], f64, f64[::1], f64[::1]), 256,
-        ),
-    }  # fmt: skip
+    decay_sig = (
+        i64, i64, u64, voxels, i64[::1], f32[::1], i64[::1], f32[::1], f32[:, ::1],
+        f32[:, ::1], f32[::1], *tally_counters, *bank, *bank,
+    )  # fmt: skip
+    photon_sig = (
+        i64, u64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[:, ::1],
+        f32[:, :, ::1], f32[::1], f32[::1], *tally_counters, *bank,
+    )  # fmt: skip
+    electron_sig = (
+        i64, u64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[:, :, ::1],
+        f32[:, ::1], f32[::1], f32[::1], *tally_counters, *bank,
+    )  # fmt: skip
+    return [
+        spec_for(decay_kernel, decay_sig, THREADS_PER_BLOCK),
+        spec_for(photon_kernel, photon_sig, THREADS_PER_BLOCK),
+        spec_for(electron_kernel, electron_sig, THREADS_PER_BLOCK),
+        # end_batch launches 256 threads per block
+        spec_for(accumulate_kernel, (u64[::1], f64, f64[::1], f64[::1]), 256),
+    ]
 
 
 @functools.cache

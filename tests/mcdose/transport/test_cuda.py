@@ -1,4 +1,4 @@
-"""The CUDA driver: simulator runs (no GPU needed), PTX compilation, and real-GPU agreement."""
+"""The CUDA driver: simulator runs (no GPU needed) and real-GPU agreement (PTX: test_ptx.py)."""
 
 import json
 import textwrap
@@ -54,42 +54,6 @@ def test_cuda_kernel_under_simulator_matches_cpu_history_by_history(nuclide):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["gpu_counters"] == out["cpu_counters"], out
     assert out["max_abs_diff"] <= 1e-9 * max(out["cpu_total"], 1.0), out
-
-
-def _nvvm_available() -> bool:
-    """NVVM and NVRTC (numba-cuda's compilers) are loadable: numba-cuda[cu13] is installed."""
-    try:
-        from cuda.pathfinder import load_nvidia_dynamic_lib
-
-        load_nvidia_dynamic_lib("nvvm")
-        load_nvidia_dynamic_lib("nvrtc")
-        return True
-    except Exception:
-        return False
-
-
-def test_cuda_kernels_compile_to_ptx_for_hopper(monkeypatch):
-    # Type-checks the whole CUDA kernel (all shared physics) with numba-cuda's real compiler
-    # and produces sm_90 PTX, without a GPU: catches code the simulator would accept but
-    # CUDA cannot compile.  Needs NVVM (numba-cuda[cu13]); skipped otherwise.
-    numba_cuda = pytest.importorskip("numba.cuda")
-    if not _nvvm_available():
-        pytest.skip("NVVM/NVRTC libraries not installed (pip install 'numba-cuda[cu13]')")
-    import types
-
-    import numba.cuda.dispatcher as dispatcher
-
-    # device functions ask the current device for its compute capability; pretend sm_90
-    monkeypatch.setattr(
-        dispatcher, "get_current_device", lambda: types.SimpleNamespace(compute_capability=(9, 0))
-    )
-    from mcdose.transport import cuda as cuda_driver
-
-    for name, (func, sig, _threads) in cuda_driver.kernel_signatures().items():
-        ptx, _ = numba_cuda.compile_ptx(func, sig, cc=(9, 0), fastmath=True)
-        assert ".target sm_90" in ptx, name
-        if name != "accumulate_kernel":
-            assert "atom.global.add.u64" in ptx or "atom.add.u64" in ptx, name
 
 
 @pytest.mark.gpu
