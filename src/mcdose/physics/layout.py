@@ -88,11 +88,20 @@ S_Z = 4
 S_U = 5  # direction cosines along x, y, z
 S_V = 6
 S_W = 7
-STACK_COLUMNS = 8
+S_BREMS = 8  # electrons: bremsstrahlung mean free paths left (< 0: not yet sampled)
+STACK_COLUMNS = 9
 # ... and bank_i[column, slot] int64
 B_HISTORY = 0  # decay (history) index the particle belongs to
 B_STREAM = 1  # its random-number stream (mcdose.physics.rng.child_stream)
-BANK_INT_COLUMNS = 2
+B_SPAWN = 2  # key naming its next child (mcdose.physics.rng.next_child); = B_STREAM at birth
+B_RNG_WORDS = 3  # words already drawn from its stream (0 at birth; > 0 when resumed)
+B_VOXEL = 4  # electrons: flat index of the voxel it is in (−1: locate from the position)
+BANK_INT_COLUMNS = 5
+#: Work (photon flights, electron steps) a particle does in one GPU pass before it is
+#: suspended into the next pass's bank: caps how long one lane can hold up its warp.
+PASS_WORK_LIMIT = 8
+#: The CPU engine never suspends a particle.
+NO_WORK_LIMIT = 2**62
 #: Slots of the CPU engine's per-thread particle stack (a bank used last-in first-out).
 STACK_SIZE = 48
 

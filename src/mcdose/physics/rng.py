@@ -221,6 +221,26 @@ def rng_next_u32(state):
 
 
 @register_jitable
+def rng_words_drawn(state):
+    """Number of 32-bit words drawn from the stream since :func:`rng_init`."""
+    return np.int64(state[_C0]) * 4 - _WORDS + np.int64(state[_POS])
+
+
+@register_jitable
+def rng_seek(state, words):
+    """Continue a freshly initialised stream after its first ``words`` words.
+
+    A particle suspended in one GPU pass resumes in a later one with exactly the numbers it
+    would have drawn had it run on (see :mod:`mcdose.transport.history`).
+    """
+    if words <= 0:
+        return
+    state[_C0] = np.uint64((words // _WORDS) * BLOCKS_PER_REFILL)
+    rng_refill(state)
+    state[_POS] = np.uint64(words % _WORDS)
+
+
+@register_jitable
 def rng_uniform(state):
     """Uniform float32 in the open interval (0, 1), 23 bits of resolution.
 

@@ -48,23 +48,25 @@ def _decay_pass(first, last, seed, voxels, src_index, src_prob, src_alias, beta_
 
 @numba.njit(cache=True)
 def _photon_pass(n, seed, bank_f, bank_i, voxels, mat_tab, kn_table, ray_table, majorant, params,
-                 tally, counters, out_f, out_i, out_n, work):  # fmt: skip
+                 tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, limit,
+                 work):  # fmt: skip
     rng = np.empty(STATE_SIZE, np.uint64)
     for slot in range(n):
         work[slot] = transport_banked_photon(
             slot, seed, bank_f, bank_i, voxels, mat_tab, kn_table, ray_table, majorant, params,
-            tally, counters, out_f, out_i, out_n, rng,
+            tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, limit,
         )  # fmt: skip
 
 
 @numba.njit(cache=True)
 def _electron_pass(n, seed, bank_f, bank_i, voxels, mat_tab, inv_range, range_grid, ms_table,
-                   params, tally, counters, out_f, out_i, out_n, work):  # fmt: skip
+                   params, tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, limit,
+                   work):  # fmt: skip
     rng = np.empty(STATE_SIZE, np.uint64)
     for slot in range(n):
         work[slot] = transport_banked_electron(
             slot, seed, bank_f, bank_i, voxels, mat_tab, inv_range, range_grid, ms_table, params,
-            tally, counters, out_f, out_i, out_n, rng,
+            tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, limit,
         )  # fmt: skip
 
 
@@ -118,15 +120,20 @@ class BankedCpuBackend:
         Sort the electron bank by energy before each electron pass, as the CUDA driver does.
     slots_per_history : int
         Bank capacity per history of a call.
+    pass_work_limit : int
+        Flights or steps per particle and pass before it is suspended to the next pass
+        (as the CUDA driver; ``layout.NO_WORK_LIMIT``: never).
     """
 
     name = "cpu-banked"
 
-    def __init__(self, inputs, *, sort_electrons: bool = True, slots_per_history: int = 3) -> None:
+    def __init__(self, inputs, *, sort_electrons: bool = True, slots_per_history: int = 3,
+                 pass_work_limit: int = L.PASS_WORK_LIMIT) -> None:
         self._arrays = inputs.kernel_arrays()
         self._scale = float(inputs.params[L.P_TALLY_SCALE])
         self.sort_electrons = sort_electrons
         self.slots_per_history = int(slots_per_history)
+        self.pass_work_limit = int(pass_work_limit)
         self.tally = np.zeros(inputs.voxels.shape[0], np.uint64)
         self._counters = np.zeros(L.N_COUNTERS, np.uint64)
         #: (kind, work per particle in launch order) of every pass run
@@ -138,7 +145,9 @@ class BankedCpuBackend:
          range_grid, kn_table, ray_table, ms_table, majorant, params) = self._arrays  # fmt: skip
         capacity = self.slots_per_history * (last - first) + 1024
         photons, electrons = _Bank(capacity), _Bank(capacity)
+        photons_next, electrons_next = _Bank(capacity), _Bank(capacity)
         seed = np.uint64(seed)
+        limit = np.int64(self.pass_work_limit)
         _decay_pass(np.int64(first), np.int64(last), seed, voxels, src_index, src_prob, src_alias,
                     beta_icdf, elines, plines, params, self.tally, self._counters,
                     photons.f, photons.i, photons.n, electrons.f, electrons.i, electrons.n)
@@ -148,21 +157,24 @@ class BankedCpuBackend:
                 work = np.zeros(n_ph, np.int64)
                 _photon_pass(np.int64(n_ph), seed, photons.f, photons.i, voxels, mat_tab,
                              kn_table, ray_table, majorant, params, self.tally, self._counters,
-                             electrons.f, electrons.i, electrons.n, work)
+                             electrons.f, electrons.i, electrons.n,
+                             photons_next.f, photons_next.i, photons_next.n, limit, work)
                 self.passes.append(("photon", work))
-            photons.n[0] = 0
+                photons.n[0] = 0
+                photons, photons_next = photons_next, photons
             n_el = electrons.filled()
-            if not n_el:
-                break
-            if self.sort_electrons:
-                electrons.sort_by_energy()
-            work = np.zeros(n_el, np.int64)
-            _electron_pass(np.int64(n_el), seed, electrons.f, electrons.i, voxels, mat_tab,
-                           inv_range, range_grid, ms_table, params, self.tally, self._counters,
-                           photons.f, photons.i, photons.n, work)
-            self.passes.append(("electron", work))
-            electrons.n[0] = 0
-            if not photons.filled():
+            if n_el:
+                if self.sort_electrons:
+                    electrons.sort_by_energy()
+                work = np.zeros(n_el, np.int64)
+                _electron_pass(np.int64(n_el), seed, electrons.f, electrons.i, voxels, mat_tab,
+                               inv_range, range_grid, ms_table, params, self.tally,
+                               self._counters, photons.f, photons.i, photons.n,
+                               electrons_next.f, electrons_next.i, electrons_next.n, limit, work)
+                self.passes.append(("electron", work))
+                electrons.n[0] = 0
+                electrons, electrons_next = electrons_next, electrons
+            if not n_ph and not n_el:
                 break
 
     def counters(self) -> np.ndarray:

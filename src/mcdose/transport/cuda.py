@@ -5,11 +5,15 @@ histories goes in rounds, as in gDPM and MC-GPU (PHYSICS.md, "On the GPU"):
 
 1. :func:`decay_kernel` — one thread per decay: position and emissions, banked into a photon
    bank and an electron bank (structure of arrays, slots claimed with an atomic counter);
-2. :func:`photon_kernel` — one thread per banked photon: Woodcock tracking to absorption or
-   escape; Compton and photo-electrons go into the electron bank;
+2. :func:`photon_kernel` — one thread per banked photon: Woodcock tracking; Compton and
+   photo-electrons go into the electron bank;
 3. :func:`electron_kernel` — one thread per banked electron (sorted by energy when CuPy is
-   at hand, so a warp's electrons need similar numbers of steps); bremsstrahlung photons go
-   into the (emptied) photon bank, and rounds 2–3 repeat until both banks are empty.
+   at hand); bremsstrahlung photons go into the photon bank.
+
+A particle does at most ``PASS_WORK_LIMIT`` flights or steps per pass; one that is not done
+by then is suspended — stored with its whole state, its random stream's position included —
+into the next pass's bank, and rounds 2–3 repeat until both banks are empty.  So no lane
+holds its warp for the length of the longest track, and the banks stay dense.
 
 Threads of a warp thus do alike work instead of waiting on the one history with the longest
 mixed photon/electron tree.  Every particle draws from its own random stream (keyed by seed,
@@ -97,9 +101,10 @@ def decay_kernel(
 def photon_kernel(
     n, seed, bank_f, bank_i,
     voxels, mat_tab, kn_table, ray_table, majorant, params,
-    tally, counters, out_f, out_i, out_n,
+    tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, limit,
 ):  # fmt: skip
-    """Grid-stride loop over the first ``n`` banked photons; their electrons into ``out_*``."""
+    """Grid-stride loop over the first ``n`` banked photons; their electrons into ``out_*``,
+    photons still flying after ``limit`` flights into ``rest_*``."""
     rng = cuda.local.array(STATE_SIZE, numba.uint64)
     tid = cuda.grid(1)
     stride = cuda.gridsize(1)
@@ -108,7 +113,7 @@ def photon_kernel(
         transport_banked_photon(
             slot, seed, bank_f, bank_i,
             voxels, mat_tab, kn_table, ray_table, majorant, params,
-            tally, counters[tid], out_f, out_i, out_n, rng,
+            tally, counters[tid], out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, limit,
         )  # fmt: skip
         slot += stride
 
@@ -117,9 +122,10 @@ def photon_kernel(
 def electron_kernel(
     n, seed, bank_f, bank_i,
     voxels, mat_tab, inv_range, range_grid, ms_table, params,
-    tally, counters, out_f, out_i, out_n,
+    tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, limit,
 ):  # fmt: skip
-    """Grid-stride loop over the first ``n`` banked electrons; bremsstrahlung into ``out_*``."""
+    """Grid-stride loop over the first ``n`` banked electrons; bremsstrahlung into ``out_*``,
+    electrons still moving after ``limit`` steps into ``rest_*``."""
     rng = cuda.local.array(STATE_SIZE, numba.uint64)
     tid = cuda.grid(1)
     stride = cuda.gridsize(1)
@@ -128,7 +134,7 @@ def electron_kernel(
         transport_banked_electron(
             slot, seed, bank_f, bank_i,
             voxels, mat_tab, inv_range, range_grid, ms_table, params,
-            tally, counters[tid], out_f, out_i, out_n, rng,
+            tally, counters[tid], out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, limit,
         )  # fmt: skip
         slot += stride
 
@@ -164,11 +170,11 @@ def kernel_specs():
     )  # fmt: skip
     photon_sig = (
         i64, u64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[:, ::1],
-        f32[:, :, ::1], f32[::1], f32[::1], *tally_counters, *bank,
+        f32[:, :, ::1], f32[::1], f32[::1], *tally_counters, *bank, *bank, i64,
     )  # fmt: skip
     electron_sig = (
         i64, u64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[:, :, ::1],
-        f32[:, ::1], f32[::1], f32[::1], *tally_counters, *bank,
+        f32[:, ::1], f32[::1], f32[::1], *tally_counters, *bank, *bank, i64,
     )  # fmt: skip
     return [
         spec_for(decay_kernel, decay_sig, THREADS_PER_BLOCK),
@@ -242,17 +248,22 @@ class CudaBackend:
         Decays sampled per round; the banks hold ``BANK_SLOTS_PER_HISTORY`` particles each.
     sort_electrons : bool
         Sort the electron bank by energy before each electron pass (needs CuPy).
+    pass_work_limit : int
+        Photon flights or electron steps a particle does per pass before it is suspended into
+        the next pass (:data:`mcdose.physics.layout.PASS_WORK_LIMIT`).
     """
 
     name = "cuda"
 
     def __init__(self, inputs, blocks: int | None = None, threads: int | None = None,
-                 histories_per_round: int = 2_000_000, sort_electrons: bool = True) -> None:
+                 histories_per_round: int = 2_000_000, sort_electrons: bool = True,
+                 pass_work_limit: int = L.PASS_WORK_LIMIT) -> None:
         default_blocks, default_threads = _device_grid()
         self.blocks = int(blocks or default_blocks)
         self.threads = int(threads or default_threads)
         self.histories_per_round = int(histories_per_round)
         self.sort_electrons = bool(sort_electrons)
+        self.pass_work_limit = int(pass_work_limit)
         n_vox = inputs.voxels.shape[0]
         self._scale = float(inputs.params[L.P_TALLY_SCALE])
         arrays = tuple(cuda.to_device(np.ascontiguousarray(a)) for a in inputs.kernel_arrays())
@@ -266,14 +277,15 @@ class CudaBackend:
         )
         self._sum = cuda.to_device(np.zeros(n_vox))
         self._sum_sq = cuda.to_device(np.zeros(n_vox))
-        self._banks: tuple[_Bank, _Bank, _Bank] | None = None
+        self._banks: tuple[_Bank, ...] | None = None
         #: particles transported per pass, for diagnostics: (kind, count) in launch order
         self.passes: list[tuple[str, int]] = []
 
-    def _bank_set(self, histories: int) -> tuple[_Bank, _Bank, _Bank]:
+    def _bank_set(self, histories: int) -> tuple[_Bank, ...]:
         capacity = BANK_SLOTS_PER_HISTORY * max(histories, 1) + 1024
         if self._banks is None or self._banks[0].capacity < capacity:
-            self._banks = (_Bank(capacity), _Bank(capacity), _Bank(capacity))
+            # photons, electrons, their next-pass banks, and the sort's spare
+            self._banks = tuple(_Bank(capacity) for _ in range(5))
         return self._banks
 
     def _launch(self, n: int) -> int:
@@ -285,11 +297,12 @@ class CudaBackend:
             self._run_round(start, min(last, start + self.histories_per_round), seed)
 
     def _run_round(self, first: int, last: int, seed: int) -> None:
-        photons, electrons, spare = self._bank_set(last - first)
-        photons.clear()
-        electrons.clear()
+        photons, electrons, photons_next, electrons_next, spare = self._bank_set(last - first)
+        for bank in (photons, electrons, photons_next, electrons_next):
+            bank.clear()
         seed = np.uint64(seed)
         t = self.threads
+        limit = np.int64(self.pass_work_limit)
         decay_kernel[self._launch(last - first), t](
             np.int64(first), np.int64(last), seed,
             self._voxels, self._src_index, self._src_prob, self._src_alias, self._beta_icdf,
@@ -302,25 +315,26 @@ class CudaBackend:
                 photon_kernel[self._launch(n_ph), t](
                     np.int64(n_ph), seed, photons.f, photons.i,
                     self._voxels, self._mat_tab, self._kn_table, self._ray_table,
-                    self._majorant, self._params,
-                    self._tally, self._counters, *electrons.arrays(),
+                    self._majorant, self._params, self._tally, self._counters,
+                    *electrons.arrays(), *photons_next.arrays(), limit,
                 )  # fmt: skip
                 self.passes.append(("photon", n_ph))
-            photons.clear()
+                photons.clear()
+                photons, photons_next = photons_next, photons
             n_el = electrons.filled()
-            if not n_el:
-                break
-            if self.sort_electrons:
-                _sort_by_energy(electrons.f, electrons.i, n_el, spare.f, spare.i)
-            electron_kernel[self._launch(n_el), t](
-                np.int64(n_el), seed, electrons.f, electrons.i,
-                self._voxels, self._mat_tab, self._inv_range, self._range_grid,
-                self._ms_table, self._params,
-                self._tally, self._counters, *photons.arrays(),
-            )  # fmt: skip
-            self.passes.append(("electron", n_el))
-            electrons.clear()
-            if not photons.filled():
+            if n_el:
+                if self.sort_electrons:
+                    _sort_by_energy(electrons.f, electrons.i, n_el, spare.f, spare.i)
+                electron_kernel[self._launch(n_el), t](
+                    np.int64(n_el), seed, electrons.f, electrons.i,
+                    self._voxels, self._mat_tab, self._inv_range, self._range_grid,
+                    self._ms_table, self._params, self._tally, self._counters,
+                    *photons.arrays(), *electrons_next.arrays(), limit,
+                )  # fmt: skip
+                self.passes.append(("electron", n_el))
+                electrons.clear()
+                electrons, electrons_next = electrons_next, electrons
+            if not n_ph and not n_el:
                 break
         cuda.synchronize()
 

@@ -62,7 +62,14 @@ from mcdose.physics.photon import (
     sample_compton_epsilon,
     sample_rayleigh_cos,
 )
-from mcdose.physics.rng import next_child, rng_init, rng_uniform, rng_uniform64
+from mcdose.physics.rng import (
+    next_child,
+    rng_init,
+    rng_seek,
+    rng_uniform,
+    rng_uniform64,
+    rng_words_drawn,
+)
 
 _SIM_LOCK = threading.Lock()
 
@@ -130,8 +137,11 @@ def voxel_index(ix, iy, iz, nx, ny):
 
 
 @register_jitable
-def push_particle(bank_f, bank_i, count, kind, energy, x, y, z, u, v, w, history, stream):
-    """Put a particle into a bank; False if the bank is full."""
+def bank_store(
+    bank_f, bank_i, count, kind, energy, x, y, z, u, v, w, brems_paths,
+    history, stream, spawn, rng_words, voxel,
+):  # fmt: skip
+    """Put a particle with its whole transport state into a bank; False if the bank is full."""
     slot = bank_slot(count, bank_f.shape[1])
     if slot < 0:
         return False
@@ -143,9 +153,22 @@ def push_particle(bank_f, bank_i, count, kind, energy, x, y, z, u, v, w, history
     bank_f[L.S_U, slot] = u
     bank_f[L.S_V, slot] = v
     bank_f[L.S_W, slot] = w
+    bank_f[L.S_BREMS, slot] = brems_paths
     bank_i[L.B_HISTORY, slot] = history
     bank_i[L.B_STREAM, slot] = stream
+    bank_i[L.B_SPAWN, slot] = spawn
+    bank_i[L.B_RNG_WORDS, slot] = rng_words
+    bank_i[L.B_VOXEL, slot] = voxel
     return True
+
+
+@register_jitable
+def push_particle(bank_f, bank_i, count, kind, energy, x, y, z, u, v, w, history, stream):
+    """Put a newborn particle (own stream, nothing drawn yet) into a bank; False if full."""
+    return bank_store(
+        bank_f, bank_i, count, kind, energy, x, y, z, u, v, w, -F1, history, stream, stream,
+        0, -1,
+    )  # fmt: skip
 
 
 @register_jitable
@@ -290,16 +313,20 @@ def move_electron(
 
 @register_jitable
 def transport_electron(
-    energy, x, y, z, u, v, w, history, spawn,
+    energy, x, y, z, u, v, w, history, stream, spawn, brems_start, voxel_start,
     voxels, mat_tab, inv_range, range_grid, ms_table, params,
-    tally, counters, out_f, out_i, out_n, rng,
+    tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, max_steps,
 ):  # fmt: skip
     """Follow one electron to its end; bremsstrahlung photons go into the bank ``out_*``.
 
-    ``rng`` must be positioned at the electron's own stream and ``spawn`` be that stream;
-    its bremsstrahlung photons are named by :func:`mcdose.physics.rng.next_child`.  The energy
-    given to bremsstrahlung, and any deposited because the bank was full, are added to
-    ``counters`` here (so no accumulator stays live through the steps).
+    ``rng`` must be positioned in the electron's own stream (``stream``); ``spawn`` names its
+    next bremsstrahlung photon (:func:`mcdose.physics.rng.next_child`).  ``brems_start``
+    (< 0: sample afresh) and ``voxel_start`` (< 0: locate) carry a resumed electron's state.
+    After ``max_steps`` steps the electron is suspended: stored with its whole state
+    (position, voxel, random-stream position, ...) in the bank ``rest_*``, to be resumed by
+    a later pass exactly where it stopped.  The energy given to bremsstrahlung, and any
+    deposited because a bank was full, are added to ``counters`` here (so no accumulator
+    stays live through the steps).
 
     Returns
     -------
@@ -308,15 +335,37 @@ def transport_electron(
         segments.
     """
     work = 0
+    steps = 0
     key = np.uint64(spawn)  # (a new name: int64 and uint64 would unify to float64)
-    inside, ix, iy, iz = locate(x, y, z, params)
-    if not inside:
-        return energy, x, y, z, work
+    if voxel_start >= 0:
+        nx = int(params[L.P_NX])
+        ny = int(params[L.P_NY])
+        ix = np.int32(voxel_start % nx)
+        iy = np.int32((voxel_start // nx) % ny)
+        iz = np.int32(voxel_start // (nx * ny))
+    else:
+        inside, ix, iy, iz = locate(x, y, z, params)
+        if not inside:
+            return energy, x, y, z, work
     # bremsstrahlung: mean free paths left to the next emission, spent step by step
-    brems_paths = -math.log(rng_uniform(rng))
+    if brems_start >= F0:
+        brems_paths = brems_start
+    else:
+        brems_paths = -math.log(rng_uniform(rng))
     while True:
-        work += 1
         vox = voxel_index(ix, iy, iz, int(params[L.P_NX]), int(params[L.P_NY]))
+        if steps >= max_steps:
+            lost = F0 * energy
+            if not bank_store(
+                rest_f, rest_i, rest_n, L.ELECTRON, energy, x, y, z, u, v, w, brems_paths,
+                history, stream, key, rng_words_drawn(rng), vox,
+            ):  # fmt: skip
+                lost = energy
+                tally_add(tally, vox, to_fixed(energy, params[L.P_TALLY_SCALE]))
+                tally_add(counters, L.C_STACK_OVERFLOW, to_fixed(lost, params[L.P_TALLY_SCALE]))
+            return F0 * energy, x, y, z, work
+        steps += 1
+        work += 1
         if energy <= params[L.P_E_CUT]:
             tally_add(tally, vox, to_fixed(energy, params[L.P_TALLY_SCALE]))
             return F0, x, y, z, work
@@ -402,21 +451,28 @@ ESCAPE = 0
 PHOTOELECTRIC = 1
 COMPTON = 2
 RAYLEIGH = 3
+SUSPEND = 4
+#: Default flight limit of :func:`photon_flight`: none.
+NO_FLIGHT_LIMIT = L.NO_WORK_LIMIT
 
 
 @register_jitable
-def photon_flight(energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, rng):
+def photon_flight(energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, rng,
+                  max_flights=NO_FLIGHT_LIMIT):  # fmt: skip
     """Woodcock-track a photon to its next real interaction (or out of the grid).
 
     Flights are sampled against the majorant μ̂(E); at each tentative site a real
     interaction is accepted with probability μ(r, E)/μ̂(E) and its type chosen from the
     partial attenuation coefficients with the same uniform number.
 
+    After ``max_flights`` flights without a real interaction the flight stops with outcome
+    SUSPEND at the last (virtual) site.
+
     Returns
     -------
     tuple
         (outcome, x, y, z, voxel, material, energy cell i, fraction f, flights); outcome is
-        ESCAPE, PHOTOELECTRIC, COMPTON or RAYLEIGH.
+        ESCAPE, PHOTOELECTRIC, COMPTON, RAYLEIGH or SUSPEND.
     """
     nx = int(params[L.P_NX])
     ny = int(params[L.P_NY])
@@ -424,6 +480,8 @@ def photon_flight(energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, r
     inv_mu_major = F1 / majorant[i]
     flights = 0
     while True:
+        if flights >= max_flights:
+            return SUSPEND, x, y, z, -1, -1, i, f, flights
         flights += 1
         s = -math.log(rng_uniform(rng)) * inv_mu_major
         x += s * u
@@ -449,14 +507,16 @@ def photon_flight(energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, r
 
 @register_jitable
 def transport_photon(
-    energy, x, y, z, u, v, w, history, spawn,
+    energy, x, y, z, u, v, w, history, stream, spawn,
     voxels, mat_tab, kn_table, ray_table, majorant, params,
-    tally, out_f, out_i, out_n, rng,
+    tally, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, max_flights,
 ):  # fmt: skip
     """Follow one photon until absorption or escape; its electrons go into the bank ``out_*``.
 
-    ``rng`` must be positioned at the photon's own stream and ``spawn`` be that stream; its
-    electrons are named by :func:`mcdose.physics.rng.next_child`.
+    ``rng`` must be positioned in the photon's own stream (``stream``); ``spawn`` names its
+    next electron (:func:`mcdose.physics.rng.next_child`).  After ``max_flights`` flights
+    the photon is suspended into the bank ``rest_*`` with its state, to be resumed by a later
+    pass exactly where it stopped.
 
     Returns
     -------
@@ -472,11 +532,22 @@ def transport_photon(
     key = np.uint64(spawn)  # (a new name: int64 and uint64 would unify to float64)
     while True:
         outcome, x, y, z, vox, m, i, f, flights = photon_flight(
-            energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, rng
+            energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, rng, max_flights - work
         )
         work += flights
         if outcome == ESCAPE:
             return energy, overflow, work
+        if outcome == SUSPEND:
+            if not bank_store(
+                rest_f, rest_i, rest_n, L.PHOTON, energy, x, y, z, u, v, w, -F1,
+                history, stream, key, rng_words_drawn(rng), -1,
+            ):  # fmt: skip
+                # (a suspended photon is inside the grid: photon_flight located it)
+                _, jx, jy, jz = locate(x, y, z, params)
+                jv = voxel_index(jx, jy, jz, int(params[L.P_NX]), int(params[L.P_NY]))
+                tally_add(tally, jv, to_fixed(energy, scale))
+                overflow += energy
+            return zero, overflow, work
         if outcome == PHOTOELECTRIC:
             ue, ve, we = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
             child, key = next_child(key)
@@ -627,27 +698,31 @@ def sample_decay(
 def transport_banked_photon(
     slot, seed, bank_f, bank_i,
     voxels, mat_tab, kn_table, ray_table, majorant, params,
-    tally, counters, out_f, out_i, out_n, rng,
+    tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, max_flights,
 ):  # fmt: skip
     """Transport the photon in ``bank_*[:, slot]``; its electrons go to ``out_*``.
 
-    Positions the random stream at the particle's own (seed, history, stream), so the result
-    does not depend on when or by which thread the particle is run.
+    Positions the random stream at the particle's own (seed, history, stream) and as many
+    words on as it has drawn before (a resumed photon), so the result does not depend on
+    when, in how many passes or by which thread the particle is run.  Suspended after
+    ``max_flights`` flights into ``rest_*``.
 
     Returns
     -------
     int
-        The photon's work (flights, real and virtual).
+        The photon's work in this pass (flights, real and virtual).
     """
     scale = params[L.P_TALLY_SCALE]
     history = bank_i[L.B_HISTORY, slot]
     stream = bank_i[L.B_STREAM, slot]
     rng_init(rng, seed, history, stream)
+    rng_seek(rng, bank_i[L.B_RNG_WORDS, slot])
     esc, ovf, work = transport_photon(
         bank_f[L.S_E, slot], bank_f[L.S_X, slot], bank_f[L.S_Y, slot], bank_f[L.S_Z, slot],
         bank_f[L.S_U, slot], bank_f[L.S_V, slot], bank_f[L.S_W, slot], history, stream,
+        bank_i[L.B_SPAWN, slot],
         voxels, mat_tab, kn_table, ray_table, majorant, params,
-        tally, out_f, out_i, out_n, rng,
+        tally, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, max_flights,
     )  # fmt: skip
     if esc > F0:
         tally_add(counters, L.C_ESCAPED, to_fixed(esc, scale))
@@ -660,27 +735,30 @@ def transport_banked_photon(
 def transport_banked_electron(
     slot, seed, bank_f, bank_i,
     voxels, mat_tab, inv_range, range_grid, ms_table, params,
-    tally, counters, out_f, out_i, out_n, rng,
+    tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, max_steps,
 ):  # fmt: skip
     """Transport the electron in ``bank_*[:, slot]``; its bremsstrahlung goes to ``out_*``.
+
+    As :func:`transport_banked_photon`; suspended after ``max_steps`` steps into ``rest_*``.
 
     Returns
     -------
     int
-        The electron's work (steps plus voxel segments).
+        The electron's work in this pass (steps plus voxel segments).
     """
-    scale = params[L.P_TALLY_SCALE]
     history = bank_i[L.B_HISTORY, slot]
     stream = bank_i[L.B_STREAM, slot]
     rng_init(rng, seed, history, stream)
+    rng_seek(rng, bank_i[L.B_RNG_WORDS, slot])
     esc, _, _, _, work = transport_electron(
         bank_f[L.S_E, slot], bank_f[L.S_X, slot], bank_f[L.S_Y, slot], bank_f[L.S_Z, slot],
         bank_f[L.S_U, slot], bank_f[L.S_V, slot], bank_f[L.S_W, slot], history, stream,
+        bank_i[L.B_SPAWN, slot], bank_f[L.S_BREMS, slot], bank_i[L.B_VOXEL, slot],
         voxels, mat_tab, inv_range, range_grid, ms_table, params,
-        tally, counters, out_f, out_i, out_n, rng,
+        tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, max_steps,
     )  # fmt: skip
     if esc > F0:
-        tally_add(counters, L.C_ESCAPED, to_fixed(esc, scale))
+        tally_add(counters, L.C_ESCAPED, to_fixed(esc, params[L.P_TALLY_SCALE]))
     return work
 
 
@@ -719,13 +797,15 @@ def run_history(
             work += transport_banked_photon(
                 top, seed, stack_f, stack_i,
                 voxels, mat_tab, kn_table, ray_table, majorant, params,
-                tally, counters, stack_f, stack_i, stack_n, rng,
+                tally, counters, stack_f, stack_i, stack_n, stack_f, stack_i, stack_n, rng,
+                L.NO_WORK_LIMIT,
             )  # fmt: skip
         else:
             work += transport_banked_electron(
                 top, seed, stack_f, stack_i,
                 voxels, mat_tab, inv_range, range_grid, ms_table, params,
-                tally, counters, stack_f, stack_i, stack_n, rng,
+                tally, counters, stack_f, stack_i, stack_n, stack_f, stack_i, stack_n, rng,
+                L.NO_WORK_LIMIT,
             )  # fmt: skip
     return work
 
