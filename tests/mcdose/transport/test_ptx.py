@@ -219,7 +219,10 @@ def test_every_cuda_kernel_compiles_and_assembles_for_ampere_and_hopper(static_r
 
 
 #: Kernels that do not meet the goals yet, with their figures (benchmarks/results/*gpu-static*).
-_OVER_GOAL = {"electron_kernel": "71 registers per thread (43.75 % occupancy at 128 threads)"}
+_OVER_GOAL = {
+    "photon_kernel": "72 registers per thread (43.75 % occupancy at 128 threads)",
+    "electron_kernel": "72 registers per thread (43.75 % occupancy at 128 threads)",
+}
 
 
 def _check_goals(key, rec):
