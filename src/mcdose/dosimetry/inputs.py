@@ -328,6 +328,9 @@ def check_ct_values(hu: np.ndarray, path: str | os.PathLike[str], flag: str = "-
             f"(g/cm3), not a CT in HU (air would be near -1000); {flag} needs HU (a density "
             f"map goes to 'mcdose simulate --density')"
         )
+    if lo >= 0.0 and hi > 1000.0:
+        log.warning("CT %s: no value below 0 HU (min %.4g): no air in the image; are these "
+                    "stored values without their RescaleIntercept (-1024)?", path, lo)
 
 
 def _strip_path(message: str, path: Path) -> str:

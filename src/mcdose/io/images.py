@@ -216,18 +216,18 @@ def _read_dicom_series(folder: Path, files: list[str], dtype: Any) -> tuple[np.n
         along = steps @ normal
         across = np.linalg.norm(steps - along[:, None] * normal[None, :], axis=1)
         spacing_z = geometry.spacing_mm[2]
+        if np.max(across) > _SERIES_TOLERANCE_MM:
+            raise InputError(
+                f"{folder}: slice positions are not along the slice normal (gantry tilt "
+                f"of {np.degrees(np.arctan2(across.max(), along.mean())):.2f} degrees is not "
+                f"supported; resample the series first)"
+            )
         if np.any(along <= 0) or np.max(np.abs(along - spacing_z)) > max(
             _SERIES_TOLERANCE_MM, 1e-3 * spacing_z
         ):
             raise InputError(
                 f"{folder}: DICOM slices are not evenly spaced (steps from "
                 f"{along.min():.4g} to {along.max():.4g} mm; missing or duplicate slices?)"
-            )
-        if np.max(across) > _SERIES_TOLERANCE_MM:
-            raise InputError(
-                f"{folder}: slice positions are not along the slice normal (gantry tilt "
-                f"of {np.degrees(np.arctan2(across.max(), along.mean())):.2f} degrees is not "
-                f"supported; resample the series first)"
             )
     return from_sitk(image, dtype)
 

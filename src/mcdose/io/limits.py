@@ -202,10 +202,10 @@ def check_fractions(fractions: Sequence[float], *, flag: str = "--split",
     """Split fractions: each in [0, 1], their sum 1 (within ``atol``)."""
     values = tuple(float(f) for f in fractions)
     if not values or any(not math.isfinite(f) or f < 0 or f > 1 for f in values):
-        raise InputError(f"{flag} {values}: each fraction must be between 0 and 1")
+        raise InputError(f"{flag} {values}: split fractions must each be between 0 and 1")
     total = math.fsum(values)
     if abs(total - 1.0) > atol:
-        raise InputError(f"{flag} {values}: fractions sum to {total:.6g}, not 1")
+        raise InputError(f"{flag} {values}: split fractions sum to {total:.6g}, not 1")
     return values
 
 

@@ -76,24 +76,28 @@ def _check_gzip_magic(path: Path) -> bool:
     return compressed
 
 
-def _decompressed_at_least(path: Path, needed: int) -> int:
-    """Decompress a gzip file as a stream until ``needed`` bytes came out; the count."""
+def _decompressed_size(path: Path) -> tuple[int, bool]:
+    """Decompress a gzip file as a stream (bounded memory): (bytes out, stream complete).
+
+    "Complete" means the deflate stream ended and its trailer (CRC-32, size; RFC 1952
+    section 2.3.1) was present.
+    """
     out = 0
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         with open(path, "rb") as fh:
-            while out < needed:
+            while not d.eof:
                 chunk = fh.read(_CHUNK)
                 if not chunk:
                     break
-                out += len(d.decompress(chunk, max(needed - out, 1)))
-                while d.unconsumed_tail and out < needed:
-                    out += len(d.decompress(d.unconsumed_tail, max(needed - out, 1)))
-                if d.eof:
-                    break
+                out += len(d.decompress(chunk, _CHUNK))
+                while d.unconsumed_tail and not d.eof:
+                    out += len(d.decompress(d.unconsumed_tail, _CHUNK))
+            if not d.eof:
+                out += len(d.flush())
     except zlib.error as exc:
         raise InputError(f"{path}: cannot read, corrupt gzip data ({exc})") from None
-    return out
+    return out, bool(d.eof)
 
 
 # --------------------------------------------------------------------------------------
@@ -146,7 +150,14 @@ def _check_nifti(path: Path) -> None:
         return  # not a NIfTI header: SimpleITK reports it
     offset, nbytes = expected
     needed = offset + nbytes
-    have = _decompressed_at_least(path, needed) if compressed else path.stat().st_size
+    complete = True
+    if compressed:
+        have, complete = _decompressed_size(path)
+    else:
+        have = path.stat().st_size
+    if have >= needed and not complete:
+        raise InputError(f"{path}: truncated gzip file (the stream ends without its CRC "
+                         f"trailer); refusing an image whose integrity cannot be checked")
     if have < needed:
         got = max(have - offset, 0)
         raise InputError(
