@@ -96,6 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         click.echo(f"mcdose: error: file not found: {exc.filename or exc}", err=True)
         return 2
+    except OSError as exc:  # read-only folder, full disk, ... outside the library's checks
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        reason = (exc.strerror or str(exc)).strip().replace("\n", " ")
+        click.echo(f"mcdose: error: {where}{reason}", err=True)
+        return 2
+    except MemoryError:
+        click.echo("mcdose: error: out of memory; use a smaller grid, kernel or batch",
+                   err=True)
+        return 2
     return 0
 
 

@@ -24,5 +24,11 @@ class UnknownNuclideError(InputError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class OutputError(InputError):
+    """An output that cannot be written safely: read-only or missing folder, full disk (a file
+    that came out empty or short), an output that would replace an input, an existing file
+    without ``--overwrite``.  The destination is left as it was."""
+
+
 class DeviceError(McdoseError, RuntimeError):
     """A requested compute device (e.g. CUDA) is not available."""

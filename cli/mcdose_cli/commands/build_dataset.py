@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from mcdose_cli.commands.kernel import Count
+from mcdose_cli.options import force_large_option
 
 PRESET_NAMES = ("paper", "small", "tiny")
 
@@ -64,6 +65,7 @@ class CampaignFailed(click.ClickException):
               help="Serve the local cluster's Dask dashboard there (e.g. :8787).")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar over cases and stages (stderr).")
+@force_large_option
 def build_dataset(
     out_dir: Path,
     cases: int,
@@ -83,6 +85,7 @@ def build_dataset(
     nuclide: str,
     dashboard_address: str | None,
     progress: bool,
+    force_large: bool,
 ) -> None:
     """Build a training dataset of N cases in OUT_DIR on Dask (resumable)."""
     from rich.console import Console
@@ -92,6 +95,14 @@ def build_dataset(
     if workers is not None and scheduler is not None:
         raise click.BadParameter("give --workers (local cluster) or --scheduler, not both",
                                  param_hint="'--workers' / '--scheduler'")
+    from mcdose.io.limits import check_cases, check_fractions, check_histories, check_threads
+
+    check_cases(cases, flag="--cases", force=force_large)
+    check_histories(histories, force=force_large)
+    if kernel_histories:
+        check_histories(kernel_histories, flag="--kernel-histories", force=force_large)
+    check_fractions(split_fractions)
+    threads_per_worker = check_threads(threads_per_worker, flag="--threads-per-worker")
     vdk_options = {"histories": kernel_histories} if kernel_histories else None
     summary = run(
         out_dir,

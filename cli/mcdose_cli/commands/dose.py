@@ -10,6 +10,9 @@ from pathlib import Path
 
 import click
 
+from mcdose_cli.commands.kernel import Count
+from mcdose_cli.options import force_large_option
+
 
 def _thresholds(ctx: click.Context, param: click.Parameter, value: str | None
                 ) -> tuple[float, ...]:
@@ -25,6 +28,33 @@ def _thresholds(ctx: click.Context, param: click.Parameter, value: str | None
         except ValueError:
             raise click.BadParameter(f"{part!r} is not a number (e.g. 10,20,30)") from None
     return tuple(out)
+
+
+def _check_arguments(out, report_dir, inputs, histories, kernel_histories, force_large):
+    """Absurd numbers and outputs that are inputs, refused before anything is read."""
+    from mcdose.io.limits import check_histories
+    from mcdose.io.outputs import check_output
+
+    if histories is not None:
+        check_histories(histories, force=force_large)
+    if kernel_histories is not None:
+        check_histories(kernel_histories, flag="--kernel-histories", force=force_large)
+    name = out.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha"):
+        if name.lower().endswith(suffix):
+            stem, ext = name[: -len(suffix)], name[-len(suffix):]
+            break
+    else:
+        stem, ext = out.stem, out.suffix
+    targets = [out, out.with_name(stem + ".json"), out.with_name(stem + "_rtdose.dcm"),
+               out.with_name(stem + "_uncertainty" + ext)]
+    if report_dir is not None:
+        targets += [report_dir / n for n in ("organs.csv", "organs.json", "dvh.png",
+                                             "report.html")]
+    for target in targets:
+        if target.parent.is_dir():  # a missing folder is the pipeline's message
+            check_output(target, inputs=[p for p in inputs if p is not None],
+                         overwrite=True, flag="--out" if target == out else str(target))
 
 
 @click.command(name="dose")
@@ -56,7 +86,7 @@ def _thresholds(ctx: click.Context, param: click.Parameter, value: str | None
               help="'paper' (Li et al. bilinear) or a CSV file hu,density_g_cm3.")
 @click.option("--grid", type=click.Choice(["spect", "ct"]), default="spect", show_default=True,
               help="Dose grid: the SPECT's or the CT's.")
-@click.option("--histories", type=click.IntRange(min=100), default=None,
+@click.option("--histories", type=Count(minimum=100), default=None,
               help="Monte Carlo decays (--method mc)  [default: 1e7]")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Monte Carlo seed.")
@@ -78,18 +108,19 @@ def _thresholds(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--vdk-kernels", type=click.Choice(["single", "tissue"]), default="single",
               show_default=True, help="VDK: one soft-tissue kernel (paper) or one per tissue "
               "class.")
-@click.option("--kernel-histories", type=click.IntRange(min=100), default=None,
+@click.option("--kernel-histories", type=Count(minimum=100), default=None,
               help="Decays per VDK kernel part when a kernel must be generated  [default: 1e6]")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
               help="Folder for organs.csv, organs.json, dvh.png and report.html.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Dose image (.nii.gz, .nii, .nrrd, .mha); <stem>_rtdose.dcm is written "
               "beside it when the CT is DICOM.")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input).")
+@force_large_option
 def dose(spect, ct, method, model, labels, label_names, nuclide, spect_units,
          calibration_cps_per_mbq, frame_duration_s, hu_calibration, grid, histories, seed,
          device, timepoints, timepoint_cts, integration, fit_level, dvh_thresholds,
-         vdk_kernels, kernel_histories, report_dir, out, overwrite) -> None:
+         vdk_kernels, kernel_histories, report_dir, out, overwrite, force_large) -> None:
     """Absorbed dose (rate) of a patient from SPECT/CT, with organ table and report.
 
     One time point (--spect, or a single --timepoint): the dose-rate map in Gy/h at scan
@@ -118,6 +149,9 @@ def dose(spect, ct, method, model, labels, label_names, nuclide, spect_units,
                 raise InputError(f"--timepoint-ct {key:g}:...: no later --timepoint at {key:g} h")
         tps = [tps[0]] + [TimePoint(tp.spect, tp.hours, cts.get(tp.hours)) for tp in tps[1:]]
 
+    _check_arguments(out, report_dir, [ct, spect, model, labels, label_names,
+                                       *(tp.spect for tp in tps), *cts.values()],
+                     histories, kernel_histories, force_large)
     result = run_dosimetry(
         ct=ct, out=out, spect=spect, timepoints=tps, method=method, model=model, labels=labels,
         label_names=label_names, nuclide=nuclide, spect_units=spect_units,

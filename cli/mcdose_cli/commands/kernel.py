@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from mcdose.errors import InputError
+from mcdose_cli.options import force_large_option
 
 
 class Count(click.ParamType):
@@ -31,8 +31,15 @@ class Count(click.ParamType):
                 as_float = float(str(value))
             except ValueError:
                 self.fail(f"{value!r} is not a number", param, ctx)
-            if not (as_float.is_integer() and abs(as_float) < 2**63):
+            if as_float != as_float or as_float in (float("inf"), float("-inf")):
+                self.fail(f"{value!r} is not a number", param, ctx)
+            if not as_float.is_integer():
                 self.fail(f"{value!r} is not a whole number", param, ctx)
+            from mcdose.io.limits import MAX_HISTORIES
+
+            if abs(as_float) > MAX_HISTORIES:
+                self.fail(f"{value!r} exceeds {MAX_HISTORIES:.3g}, the most mcdose can count",
+                          param, ctx)
             number = int(as_float)
         if number < self.minimum:
             self.fail(f"{value!r} must be at least {self.minimum}", param, ctx)
@@ -108,6 +115,7 @@ def parse_size(text: str) -> tuple[int, int, int]:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Kernel file to write (HDF5).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@force_large_option
 @click.argument("voxel_extra", nargs=-1, metavar="")
 def kernel(
     nuclide: str,
@@ -126,6 +134,7 @@ def kernel(
     out: Path,
     overwrite: bool,
     voxel_extra: tuple[str, ...],
+    force_large: bool,
 ) -> None:
     """Generate a voxel dose kernel (Gy per decay) by Monte Carlo and write it to --out.
 
@@ -141,14 +150,25 @@ def kernel(
       mcdose kernel --nuclide Lu-177 --voxel-mm 0.98 0.98 3 --size 99
                     --emissions photons --histories 1e7 --out gamma.h5
     """
+    from mcdose.io.limits import check_histories, check_memory, check_voxel_mm
+    from mcdose.io.outputs import check_output
     from mcdose.vdk import get_kernel, write_kernel
 
     voxel = parse_voxel(voxel_mm, voxel_extra)
+    check_voxel_mm(voxel)
     size3 = parse_size(size)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out}: exists; pass --overwrite to replace it")
-    if not out.parent.exists():
-        raise InputError(f"{out.parent}: output folder does not exist")
+    check_output(out, overwrite=overwrite)
+    check_histories(histories, force=force_large)
+    if photon_histories is not None:
+        check_histories(photon_histories, flag="--photon-histories", force=force_large)
+    elif emissions == "all":
+        check_histories(10 * histories, flag="--histories (x10 for the photon part)",
+                        force=force_large)
+    nvox = size3[0] * size3[1] * size3[2]
+    # the MC grid (density, materials, tallies per batch) and the kernel arrays: ~64 B/voxel
+    check_memory(64.0 * nvox, what=f"a {size3[0]}x{size3[1]}x{size3[2]} kernel",
+                 flag="--size", force=force_large)
+
     k = get_kernel(
         nuclide, voxel, size3, material, density_g_cm3=density, emissions=emissions,
         histories=histories, photon_histories=photon_histories, seed=seed,

@@ -16,6 +16,7 @@ import click
 
 from mcdose.errors import InputError
 from mcdose.units import ACTIVITY_UNITS
+from mcdose_cli.options import force_large_option
 
 PRESET_NAMES = ("paper", "small", "tiny")
 
@@ -55,6 +56,7 @@ def _existing_matches(path: Path, seed: int, preset: str) -> bool:
               help="Optional label image to go with --from-ct.")
 @click.option("--calibration", default="paper", show_default=True,
               help="HU→density: 'paper' or a CSV file with columns hu,density_g_cm3.")
+@force_large_option
 def phantom(
     out_dir: Path,
     count: int,
@@ -67,6 +69,7 @@ def phantom(
     activity_units: str,
     labels_path: Path | None,
     calibration: str,
+    force_large: bool,
 ) -> None:
     """Generate virtual-patient case files (density, activity, labels) in OUT_DIR."""
     from mcdose.phantoms import PRESETS
@@ -83,9 +86,14 @@ def phantom(
     if from_ct is not None and count != 1:
         raise click.BadParameter("--from-ct builds one case; use --count 1",
                                  param_hint="'--count'")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from mcdose.io.limits import check_cases
+    from mcdose.io.outputs import check_output_folder
+
+    pre = PRESETS[preset]
+    nz, ny, nx = pre.shape_zyx
+    # density, activity (float32), labels (int16), compressed about 2x: ~5 B per voxel
+    check_cases(count, force=force_large, bytes_per_case=5.0 * nx * ny * nz)
+    check_output_folder(out_dir, flag="OUT_DIR", create=True)
 
     if from_ct is not None:
         _from_images(out_dir, from_ct, from_activity, activity_units, labels_path,
@@ -94,7 +102,6 @@ def phantom(
 
     from mcdose.phantoms import generate_phantom, write_phantom_case
 
-    pre = PRESETS[preset]
     # check every existing file before generating anything
     todo: list[int] = []
     for i in range(count):
@@ -132,11 +139,12 @@ def phantom(
 
 
 def _from_images(out_dir, ct, activity, units, labels_path, calibration, nuclide, overwrite):
+    from mcdose.io.outputs import check_output
     from mcdose.phantoms import phantom_from_images, write_phantom_case
 
     path = _case_path(out_dir, 0)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: exists; pass --overwrite to replace it")
+    check_output(path, inputs=(ct, activity, labels_path), overwrite=overwrite,
+                 flag="OUT_DIR")
     ph = phantom_from_images(ct, activity, calibration=calibration, activity_units=units,
                              labels_path=labels_path)
     write_phantom_case(ph, path, nuclide, overwrite=overwrite)

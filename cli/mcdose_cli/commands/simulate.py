@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
 
 from mcdose.errors import InputError
+from mcdose.io.case import replacing_foreign_datasets
+from mcdose.io.outputs import check_output_folder
 from mcdose.units import ACTIVITY_UNITS
+from mcdose_cli.commands.kernel import Count
+from mcdose_cli.options import force_large_option, refuse_foreign_outputs
 
 
 def _run_on_images(density_path, activity_path, out, units, options):
     import numpy as np
 
     from mcdose.io.images import read_image, write_image
+    from mcdose.io.limits import check_density
     from mcdose.transport import simulate_dose
     from mcdose.units import activity_to_mbq_per_voxel
 
     density, geometry = read_image(density_path)
+    check_density(density, f"--density {density_path}")
     activity, act_geometry = read_image(activity_path)
     if activity.shape != density.shape or not act_geometry.allclose(geometry):
         raise InputError(
@@ -57,8 +64,8 @@ def _summary(result) -> str:
 @click.argument("cases", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--source", type=click.Choice(["activity", "spect"]), default="activity",
               show_default=True, help="Case dataset to use as the source.")
-@click.option("--histories", type=click.IntRange(min=2), default=1_000_000, show_default=True,
-              help="Number of decays to simulate.")
+@click.option("--histories", type=Count(minimum=2), default="1000000", show_default=True,
+              help="Number of decays to simulate (e.g. 1e7).")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
@@ -76,9 +83,13 @@ def _summary(result) -> str:
               help="Nuclide for --density/--activity (cases carry their own).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Output dose-rate image (Gy/s); its uncertainty goes to *_uncertainty.")
-@click.option("--force", is_flag=True, help="Recompute even if the case already has this stage.")
+@click.option("--force", is_flag=True, help="Recompute even if the case already has this stage "
+              "(also replaces a dose dataset mcdose did not write).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out image.")
+@force_large_option
 def simulate(cases, source, histories, seed, device, batches, threads, density_path,
-             activity_path, activity_units, nuclide, out, force):  # fmt: skip
+             activity_path, activity_units, nuclide, out, force, overwrite,
+             force_large):  # fmt: skip
     """Monte Carlo absorbed-dose rate (Gy/s).
 
     \b
@@ -88,8 +99,11 @@ def simulate(cases, source, histories, seed, device, batches, threads, density_p
 
     Ctrl-C leaves every file as it was.
     """
+    from mcdose.io.limits import check_histories, check_threads
     from mcdose.transport import simulate_case
 
+    threads = check_threads(threads)
+    check_histories(histories, force=force_large, threads=threads)
     image_mode = any(p is not None for p in (density_path, activity_path, out))
     if image_mode and cases:
         raise click.UsageError("give either CASE files or --density/--activity/--out, not both")
@@ -98,6 +112,10 @@ def simulate(cases, source, histories, seed, device, batches, threads, density_p
                                   ("--out", out)) if v is None]  # fmt: skip
         if missing:
             raise click.UsageError(f"image mode needs {', '.join(missing)}")
+        from mcdose.io.outputs import check_output
+
+        for target in (out, _uncertainty_path(out)):
+            check_output(target, inputs=(density_path, activity_path), overwrite=overwrite)
         options = dict(nuclide=nuclide, histories=histories, seed=seed, device=device,
                        batches=batches, threads=threads, progress=True)  # fmt: skip
         result, written = _run_on_images(density_path, activity_path, out, activity_units,
@@ -111,10 +129,16 @@ def simulate(cases, source, histories, seed, device, batches, threads, density_p
     for path in cases:
         if not path.exists():
             raise InputError(f"case file not found: {path}")
+    name = "dose/mc" if source == "activity" else "dose/mc_spect"
+    refuse_foreign_outputs(cases, name, force)
+    refuse_foreign_outputs(cases, name + "_uncertainty", force)
     for path in cases:
-        result = simulate_case(path, source=source, histories=histories, seed=seed,
-                               device=device, batches=batches, progress=True,
-                               force=force)  # fmt: skip
+        check_output_folder(path.parent, flag=str(path))
+    for path in cases:
+        with replacing_foreign_datasets() if force else contextlib.nullcontext():
+            result = simulate_case(path, source=source, histories=histories, seed=seed,
+                                   device=device, batches=batches, progress=True,
+                                   force=force)  # fmt: skip
         if result is None:
             click.echo(f"{path}: {source} MC already done with these parameters, skipped")
         else:

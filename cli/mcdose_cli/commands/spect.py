@@ -62,11 +62,22 @@ def spect(
     activity (MBq per voxel).  Cases already done with the same parameters are skipped.
     """
     from mcdose.errors import CaseFileError
+    from mcdose.io.limits import LARGE_HISTORIES, check_threads
+    from mcdose.io.outputs import check_output_folder
     from mcdose.spect import SpectProtocol, spect_case
 
     for path in cases:
         if not path.is_file():
             raise CaseFileError(f"{path}: case file does not exist")
+        check_output_folder(path.parent, flag=str(path))
+    threads = check_threads(threads)
+    if counts is not None and counts > LARGE_HISTORIES:
+        raise click.BadParameter(f"{counts:.3g} counts is more than any acquisition "
+                                 f"(clinical SPECT: 1e6-1e8)", param_hint="'--counts'")
+    if views > 4096 or iterations * subsets > 10_000:
+        raise click.BadParameter(
+            f"{views} views, {iterations} iterations x {subsets} subsets is far beyond any "
+            f"protocol (128 views, 16 x 4)", param_hint="'--views' / '--iterations'")
     protocol = SpectProtocol(views=views, iterations=iterations, subsets=subsets)
     for k, path in enumerate(cases):
         result = spect_case(

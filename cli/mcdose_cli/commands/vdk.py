@@ -8,11 +8,13 @@ are shared between the cases of one call.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
 
 from mcdose_cli.commands.kernel import Count
+from mcdose_cli.options import force_large_option
 
 
 @click.command(name="vdk")
@@ -42,7 +44,9 @@ from mcdose_cli.commands.kernel import Count
 @click.option("--precision", type=click.Choice(["float32", "float64"]), default="float32",
               show_default=True, help="FFT arithmetic.")
 @click.option("--no-cache", is_flag=True, help="Do not read or store the kernel cache.")
-@click.option("--force", is_flag=True, help="Recompute even when the output is up to date.")
+@click.option("--force", is_flag=True, help="Recompute even when the output is up to date "
+              "(also replaces a dose dataset mcdose did not write).")
+@force_large_option
 def vdk(
     cases: tuple[Path, ...],
     source: str,
@@ -56,6 +60,7 @@ def vdk(
     precision: str,
     no_cache: bool,
     force: bool,
+    force_large: bool,
 ) -> None:
     """Voxel-dose-kernel dose rate (Gy/s) of each CASE file, written to 'dose/vdk'.
 
@@ -68,15 +73,29 @@ def vdk(
     if kernel_files and kernels != "single":
         raise click.BadParameter("--kernel files go with --kernels single",
                                  param_hint="'--kernel'")  # fmt: skip
+    from mcdose.io.case import replacing_foreign_datasets
+    from mcdose.io.limits import check_histories
+    from mcdose.io.outputs import check_output_folder
+    from mcdose_cli.options import refuse_foreign_outputs
+
+    if histories is not None:
+        check_histories(histories, force=force_large)
+        check_histories(10 * histories, flag="--histories (x10 for photon kernels)",
+                        force=force_large)
+    name = output if output.startswith("dose/") else f"dose/{output}"
+    refuse_foreign_outputs(cases, name, force)
+    for path in cases:
+        check_output_folder(path.parent, flag=str(path))
     shared: dict = {}
     done = skipped = 0
     for path in cases:
-        result = vdk_case(
-            path, source=source, kernels=kernels, kernel_files=kernel_files or None,
-            output=output, histories=histories or DEFAULT_KERNEL_HISTORIES, seed=seed,
-            device=device, backend=backend, precision=precision, cache=not no_cache,
-            force=force, progress=True, convolvers=shared,
-        )  # fmt: skip
+        with replacing_foreign_datasets() if force else contextlib.nullcontext():
+            result = vdk_case(
+                path, source=source, kernels=kernels, kernel_files=kernel_files or None,
+                output=output, histories=histories or DEFAULT_KERNEL_HISTORIES, seed=seed,
+                device=device, backend=backend, precision=precision, cache=not no_cache,
+                force=force, progress=True, convolvers=shared,
+            )  # fmt: skip
         if result is None:
             skipped += 1
             click.echo(f"{path}: {output} up to date, skipped")

@@ -719,9 +719,9 @@ def build_dataset(
             n_workers = workers or 1
 
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    from mcdose.io.outputs import check_output_folder
+
+    check_output_folder(out, flag="OUT_DIR", create=True)  # read-only: refused before work
 
     configs = [
         case_config(i, seed=seed, preset=preset, histories=histories, count_levels=levels,
@@ -792,7 +792,9 @@ def build_dataset(
             e["stages"] = {k: v for k, v in e["stages"].items() if k not in done}
             pending.append(e)
     mf.merge_cases(manifest, pending)
-    manifest_path = mf.write_manifest(out, manifest)
+    # written once the workers are up: a run that fails to start leaves no manifest (and an
+    # earlier run's manifest as it was)
+    manifest_path = out / mf.MANIFEST_NAME
 
     for tmp in out.glob(".case_*.tmp.h5"):  # left by a killed writer
         log.info("removing stale temporary file %s", tmp)
@@ -818,6 +820,7 @@ def build_dataset(
                 use_gpu_resource = _workers_have_gpu_resource(client)
             n_running = len(client.scheduler_info(n_workers=-1)["workers"])
             startup = time.perf_counter() - t_start
+            mf.write_manifest(out, manifest)
             bar.note("")
             if bar.enabled:
                 client.subscribe_topic(topic, bar.event)

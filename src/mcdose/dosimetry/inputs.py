@@ -249,6 +249,7 @@ def load_ct(path: str | os.PathLike[str]) -> CTImage:
     path = Path(path)
     if not path.exists():
         raise InputError(f"CT {path}: no such file or folder")
+    check_ct_storage(path)
     try:
         hu, geometry = read_image(path)
     except InputError as exc:
@@ -262,6 +263,7 @@ def load_ct(path: str | os.PathLike[str]) -> CTImage:
         padding = _padding_hu(path)
         if padding is not None:
             hu[hu == np.float32(padding)] = HU_RANGE[0]
+    check_ct_values(hu, path)
     lo, hi = float(hu.min()), float(hu.max())
     if lo < HU_ACCEPTED[0] or hi > HU_ACCEPTED[1]:
         raise InputError(
@@ -274,6 +276,61 @@ def load_ct(path: str | os.PathLike[str]) -> CTImage:
         log.info("CT %s: %d voxel(s) clipped to [%g, %g] HU", path, clipped, *HU_RANGE)
         np.clip(hu, HU_RANGE[0], HU_RANGE[1], out=hu)
     return CTImage(hu=hu, geometry=geometry, path=path, dicom=meta, clipped_voxels=clipped)
+
+
+#: a CT whose values all lie in [0, DENSITY_LIKE_MAX] (and not all 0) is a density map
+DENSITY_LIKE_MAX = 30.0
+
+
+def check_ct_storage(path: str | os.PathLike[str], flag: str = "--ct") -> None:
+    """Refuse a CT file whose voxels are stored in 8 bits (HU wrap around in int8/uint8).
+
+    Raises
+    ------
+    InputError
+        ``"CT <path>: stored as int8 ..."``.
+    """
+    from mcdose.io.images import IMAGE_SUFFIXES, _suffix
+    from mcdose.io.nifti import stored_pixel_type
+
+    path = Path(path)
+    if path.is_dir() or _suffix(path) not in IMAGE_SUFFIXES + (".hdr",):
+        return
+    if _suffix(path) == ".hdr":
+        from mcdose.io.interfile import read_interfile_header
+
+        dtype = read_interfile_header(path).dtype
+    else:
+        dtype = stored_pixel_type(path)
+    if dtype is not None and dtype.itemsize == 1:
+        raise InputError(
+            f"CT {path}: voxels stored as {dtype} (range {np.iinfo(dtype).min} to "
+            f"{np.iinfo(dtype).max}) cannot hold Hounsfield units (-1024 to 3000+); the "
+            f"values have wrapped; export the CT as int16 or float ({flag})"
+        )
+
+
+def check_ct_values(hu: np.ndarray, path: str | os.PathLike[str], flag: str = "--ct") -> None:
+    """Refuse a "CT" whose values are a mass density (g/cm³) rather than HU.
+
+    Every CT of a patient shows air (about -1000 HU) around the body; values all between 0
+    and :data:`DENSITY_LIKE_MAX` (not all zero) are a density map.
+
+    Raises
+    ------
+    InputError
+        Names the flag: ``"CT <path>: values span [0, 1.9] ... looks like a density map"``.
+    """
+    lo, hi = float(np.min(hu)), float(np.max(hu))
+    if lo >= 0.0 and 0.0 < hi <= DENSITY_LIKE_MAX:
+        raise InputError(
+            f"CT {path}: values span [{lo:.4g}, {hi:.4g}]: this looks like a density map "
+            f"(g/cm3), not a CT in HU (air would be near -1000); {flag} needs HU (a density "
+            f"map goes to 'mcdose simulate --density')"
+        )
+    if lo >= 0.0 and hi > 1000.0:
+        log.warning("CT %s: no value below 0 HU (min %.4g): no air in the image; are these "
+                    "stored values without their RescaleIntercept (-1024)?", path, lo)
 
 
 def _strip_path(message: str, path: Path) -> str:
@@ -300,9 +357,39 @@ def parse_hu_calibration(spec: str | os.PathLike[str] | None) -> Any:
             f"(columns hu,density_g_cm3)"
         )
     try:
-        return HUCalibration.from_csv(path)
+        cal = HUCalibration.from_csv(path)
     except InputError as exc:
         raise InputError(f"--hu-calibration {_strip_path(str(exc), path)}") from None
+    check_hu_calibration(cal, path)
+    return cal
+
+
+#: densest material in the body (enamel ~2.9 g/cm³; metal implants titanium 4.5, steel 8,
+#: gold 19.3) -- a calibration beyond this is not a CT calibration
+MAX_CALIBRATION_DENSITY_G_CM3 = 22.6  # osmium, the densest element
+
+
+def check_hu_calibration(cal: Any, path: str | os.PathLike[str]) -> None:
+    """Refuse a HU -> density calibration whose density decreases with HU or is absurd.
+
+    Density rises with attenuation for every tissue (Schneider et al. 1996, Phys. Med.
+    Biol. 41:111); a decreasing table is a swapped or mis-sorted column.
+    """
+    d = np.asarray(cal.density_g_cm3, dtype=np.float64)
+    h = np.asarray(cal.hu, dtype=np.float64)
+    drop = np.flatnonzero(np.diff(d) < 0)
+    if drop.size:
+        i = int(drop[0])
+        raise InputError(
+            f"--hu-calibration {path}: density decreases from {d[i]:g} to {d[i + 1]:g} "
+            f"g/cm3 between {h[i]:g} and {h[i + 1]:g} HU; a CT calibration must not decrease "
+            f"(columns swapped?)"
+        )
+    if d.max() > MAX_CALIBRATION_DENSITY_G_CM3:
+        raise InputError(
+            f"--hu-calibration {path}: density {d.max():g} g/cm3 exceeds "
+            f"{MAX_CALIBRATION_DENSITY_G_CM3} g/cm3 (osmium); are the units g/cm3?"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -437,14 +524,21 @@ def load_spect(
     except InputError as exc:
         raise InputError(f"{what} {_strip_path(str(exc), path)}") from None
 
+    check_spect_shape(values.shape, path, what)
     conversion: dict[str, Any] = {"units": units}
     meta = None
     scale_bq_ml = 1.0
     if is_dicom_input(path):
         meta = read_dicom_metadata(path)
+        check_units_agree(meta, path, what)
         header_units = meta.get("RealWorldValueUnits") or meta.get("Units")
         conversion["header_units"] = header_units
         kind = _units_kind(header_units)
+        if not header_units:
+            conversion["units_source"] = "assumed from --spect-units (header states none)"
+            log.warning("%s %s: the DICOM header states no units (neither Units (0054,1001) "
+                        "nor a RealWorldValueMapping unit); taking the values as %s, as "
+                        "--spect-units says", what, path, units)
         if kind is None:
             if header_units:
                 log.warning("%s %s: header units %r not recognised; taking %s as given",
@@ -491,6 +585,9 @@ def load_spect(
             scale_bq_ml *= undo
             conversion["decay_correction_undone"] = undo
 
+    elif path.suffix.lower() in (".hdr", ".h33"):
+        _check_interfile_units(path, units, what)
+
     vmax = float(values.max()) if values.size else 0.0
     vmin = float(values.min()) if values.size else 0.0
     if vmin < 0.0:
@@ -519,8 +616,78 @@ def load_spect(
             frame_duration_s=float(frame_duration_s),
         )
     values *= np.float32(factor)
+    check_total_activity(float(np.sum(values, dtype=np.float64)) * voxel_ml, path, what)
     return SpectImage(concentration_MBq_ml=values, geometry=geometry, path=path, dicom=meta,
                       units=units, conversion=conversion)
+
+
+#: total activity (MBq) in a SPECT field of view above which it is refused: no
+#: radionuclide therapy administers 100 GBq (Lu-177 PSMA/DOTATATE: 7.4 GBq per cycle;
+#: I-131 ablation up to ~11 GBq)
+MAX_TOTAL_ACTIVITY_MBQ = 1.0e5
+#: below this (1 kBq) a warning is logged: likely wrong units (Bq read as MBq, counts ...)
+MIN_TOTAL_ACTIVITY_MBQ = 1.0e-3
+
+
+def _check_interfile_units(path: Path, units: str, what: str) -> None:
+    """Refuse an Interfile SPECT whose ``quantification units`` contradict --spect-units."""
+    from mcdose.io.interfile import is_interfile, read_interfile_header
+
+    if not is_interfile(path):
+        return
+    stated = read_interfile_header(path).units
+    kind = _units_kind(stated)
+    if kind is not None and kind[0] != units:
+        raise InputError(
+            f"{what} {path}: Interfile 'quantification units' is {stated!r}, but "
+            f"--spect-units is {units}"
+        )
+    if kind is not None and kind[1] != 1.0:
+        raise InputError(
+            f"{what} {path}: Interfile 'quantification units' is {stated!r}; mcdose reads "
+            f"Interfile SPECT in Bq/ml or counts only, convert the image"
+        )
+
+
+def check_spect_shape(shape: tuple[int, ...], path: Path, what: str = "SPECT") -> None:
+    """Refuse a 2-D SPECT (one slice or one row): a reconstruction is a 3-D volume."""
+    if len(shape) != 3 or min(shape) < 2:
+        raise InputError(
+            f"{what} {path}: image is {'x'.join(str(n) for n in shape[::-1])} voxels (x y z), "
+            f"not a 3-D reconstruction; a planar or single-slice image cannot give a dose "
+            f"map"
+        )
+
+
+def check_units_agree(meta: dict[str, Any], path: Path, what: str = "SPECT") -> None:
+    """Refuse a DICOM SPECT whose ``Units`` (0054,1001) contradict its value-mapping unit."""
+    a, b = meta.get("Units"), meta.get("RealWorldValueUnits")
+    if not a or not b:
+        return
+    ka, kb = _units_kind(a), _units_kind(b)
+    if ka is None or kb is None:
+        return
+    # Units describe the rescaled values, the mapping its own output (PS3.3 C.8.9.1.1.3,
+    # C.7.6.16.2.11): a different scale (BQML vs kBq/mL) can be right and the mapping is
+    # used; counts against a concentration cannot both be right.
+    if ka[0] != kb[0]:
+        raise InputError(
+            f"{what} {path}: DICOM Units (0054,1001) is {a!r} but the RealWorldValueMapping "
+            f"unit is {b!r}; the header contradicts itself, refusing to choose a factor"
+        )
+
+
+def check_total_activity(total_mbq: float, path: Path, what: str = "SPECT") -> None:
+    """Refuse a total activity above :data:`MAX_TOTAL_ACTIVITY_MBQ`; warn below the minimum."""
+    if not math.isfinite(total_mbq) or total_mbq > MAX_TOTAL_ACTIVITY_MBQ:
+        raise InputError(
+            f"{what} {path}: total activity {total_mbq:.4g} MBq exceeds "
+            f"{MAX_TOTAL_ACTIVITY_MBQ:g} MBq (100 GBq, more than any therapy administers); "
+            f"check the units (--spect-units, Bq/ml vs kBq/ml)"
+        )
+    if total_mbq < MIN_TOTAL_ACTIVITY_MBQ:
+        log.warning("%s %s: total activity %.3g MBq is below 1 kBq; check the units", what,
+                    path, total_mbq)
 
 
 # --------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ another process may read it, and locking fails on some cluster file systems (NFS
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import shutil
@@ -369,6 +370,16 @@ def _check_values(block: np.ndarray, name: str, path: Path | str, z0: int = 0) -
                 f"{_first_index(bad, z0)}"
             )
         del finite
+    if name == "density" and block.size:
+        from mcdose.io.limits import MAX_DENSITY_G_CM3
+
+        hi = float(np.max(block))
+        if hi > MAX_DENSITY_G_CM3:
+            raise CaseFileError(
+                f"{path}: dataset 'density' holds {hi:.4g} g/cm3 in slices "
+                f"{z0}..{z0 + block.shape[0] - 1}, above {MAX_DENSITY_G_CM3} g/cm3 (osmium, "
+                f"the densest element)"
+            )
     if _is_non_negative(name) and block.dtype.kind in "fi":
         neg = block < 0
         if neg.any():
@@ -535,6 +546,9 @@ def _info_from_file(f: h5py.File, path: Path) -> CaseInfo:
     version = _decode_attr(attrs.get("schema_version"))
     if not isinstance(version, int) or isinstance(version, bool):
         raise CaseFileError(f"{path}: root attribute 'schema_version' is missing or not an int")
+    if version < 1:
+        raise CaseFileError(f"{path}: case-file schema_version {version} is unknown (versions "
+                            f"start at 1)")
     if version > SCHEMA_VERSION:
         raise CaseFileError(
             f"{path}: case-file schema_version {version} is newer than this mcdose "
@@ -597,6 +611,11 @@ def _check_dataset_header(ds: h5py.Dataset, name: str, path: Path,
     if name == LABELS:
         if kind not in "iu":
             raise CaseFileError(f"{path}: dataset 'labels' must be integer, got {ds.dtype}")
+    elif name == "density" and kind != "f":
+        raise CaseFileError(
+            f"{path}: dataset 'density' is stored as {ds.dtype}; a density (g/cm3) must be "
+            f"floating point (integers truncate it; mcdose writes float32)"
+        )
     elif kind not in "fiu":
         raise CaseFileError(f"{path}: dataset '{name}' must be numeric, got {ds.dtype}")
 
@@ -1055,6 +1074,38 @@ def _group_names(f: h5py.File) -> set[str]:
     return groups
 
 
+_ALLOW_FOREIGN: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "mcdose_allow_foreign_replacement", default=False)
+
+
+def foreign_datasets(path: str | os.PathLike[str], names: Any = None) -> list[str]:
+    """``dose/*`` datasets of a case that mcdose did not write (no ``params`` and no
+    ``provenance`` attribute), among ``names`` (default all)."""
+    path = Path(path)
+    out = []
+    with _open_checked(path) as f:
+        candidates = _list_datasets(f) if names is None else [
+            _normalise_name(n) for n in names]
+        for name in candidates:
+            if not name.startswith("dose/") or name not in f:
+                continue
+            attrs = f[name].attrs
+            if "params" not in attrs and "provenance" not in attrs:
+                out.append(name)
+    return out
+
+
+@contextlib.contextmanager
+def replacing_foreign_datasets() -> Iterator[None]:
+    """Within this block :func:`write_datasets` may replace datasets mcdose did not write
+    (what ``--force`` asks for); outside it such a replacement is refused."""
+    token = _ALLOW_FOREIGN.set(True)
+    try:
+        yield
+    finally:
+        _ALLOW_FOREIGN.reset(token)
+
+
 def write_datasets(
     path: str | os.PathLike[str],
     datasets: Mapping[str, Any],
@@ -1132,6 +1183,13 @@ def write_datasets(
             raise CaseFileError(f"{path}: cannot set attributes of '{target}': no such dataset")
 
     replaced = {n for n in prepared if n in existing}
+    if replaced and not _ALLOW_FOREIGN.get():
+        foreign = foreign_datasets(path, sorted(replaced))
+        if foreign:
+            raise CaseFileError(
+                f"{path}: dataset '{foreign[0]}' was not written by mcdose (no 'params' or "
+                f"'provenance' attribute); refusing to replace it (--force replaces it)"
+            )
     stamp = _to_json(provenance())
     with atomic_path(path, copy_existing=not replaced) as tmp:
         if replaced:

@@ -42,6 +42,7 @@ from mcdose.errors import InputError
 from mcdose.io.case import Geometry
 
 __all__ = [
+    "check_pixel_data_length",
     "find_dicom_series",
     "is_dicom_file",
     "is_multiframe",
@@ -119,6 +120,17 @@ def _may_hold_dicom(folder: Path, parse_limit: int = 10) -> bool:
     return any(is_dicom_file(p) for p in files[:parse_limit])
 
 
+def _holds_image(path: str) -> bool:
+    """True unless the file is a DICOM object without an image (RTSTRUCT, RT Plan, SR)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception:  # noqa: BLE001 - let the series reader report it
+        return True
+    return "Rows" in ds or "PixelData" in ds
+
+
 def find_dicom_series(folder: str | os.PathLike[str]) -> list[tuple[str, list[str]]]:
     """DICOM series in ``folder`` (not its subfolders), the largest first.
 
@@ -141,7 +153,7 @@ def find_dicom_series(folder: str | os.PathLike[str]) -> list[tuple[str, list[st
     out = []
     for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder):
         files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))
-        if files:
+        if files and _holds_image(files[0]):
             out.append((uid, files))
     out.sort(key=lambda item: (-len(item[1]), item[0]))
     return out
@@ -192,6 +204,60 @@ def _rwvm_linear(item: Any, path: Path) -> tuple[float, float, str | None]:
     return slope, intercept, units
 
 
+def _check_rescale_agrees(ds: Any, slope: float, intercept: float, path: Path) -> None:
+    """Refuse a file whose Rescale Slope/Intercept and Real World Value Mapping disagree.
+
+    PS3.3 C.7.6.16.2.11: the Real World Value Mapping gives the quantitative value of a
+    stored pixel; a modality rescale that is not the identity is a second, competing
+    scaling of the same pixels.  When both are present and differ, which one the scanner
+    meant cannot be told, so the file is refused (an identity rescale, 1 and 0, is the
+    usual companion of a mapping and accepted).
+    """
+    rs = _find(ds, "RescaleSlope", _shared("PixelValueTransformationSequence"))
+    ri = _find(ds, "RescaleIntercept", _shared("PixelValueTransformationSequence"))
+    rs = 1.0 if rs is None else float(rs)
+    ri = 0.0 if ri is None else float(ri)
+    if rs == 1.0 and ri == 0.0:
+        return
+    if abs(rs - slope) <= 1e-6 * max(abs(slope), 1e-30) and abs(ri - intercept) <= 1e-6 * max(
+            abs(intercept), abs(slope), 1e-30):
+        return
+    raise InputError(
+        f"{path}: RealWorldValueMapping (slope {slope:.6g}, intercept {intercept:.6g}) and "
+        f"Rescale Slope/Intercept ({rs:.6g}, {ri:.6g}) disagree; which scaling gives the "
+        f"activity cannot be told, refusing rather than guessing a factor"
+    )
+
+
+def check_pixel_data_length(ds: Any, path: Path) -> None:
+    """Refuse uncompressed pixel data shorter or longer than ``NumberOfFrames`` frames.
+
+    The expected length is ``NumberOfFrames x Rows x Columns x SamplesPerPixel x
+    BitsAllocated / 8`` bytes, padded to an even length (PS3.5 section 8.1.1).
+    """
+    tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if tsyntax is not None and getattr(tsyntax, "is_compressed", False):
+        return
+    try:
+        nframes = int(ds.get("NumberOfFrames", 1) or 1)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (TypeError, ValueError, AttributeError):
+        raise InputError(f"{path}: Rows, Columns or NumberOfFrames is not a number") from None
+    if nframes < 1:
+        raise InputError(f"{path}: NumberOfFrames is {nframes}")
+    frame_bytes = rows * cols * samples * bits // 8
+    expected = nframes * frame_bytes
+    have = len(ds.PixelData)
+    if have not in (expected, expected + (expected % 2)):
+        frames = have / frame_bytes if frame_bytes else 0
+        raise InputError(
+            f"{path}: NumberOfFrames is {nframes} ({expected} bytes of pixel data), but the "
+            f"pixel data holds {have} bytes ({frames:.4g} frames of {rows}x{cols})"
+        )
+
+
 def _value_mapping(ds: Any, nframes: int, path: Path
                    ) -> tuple[np.ndarray, np.ndarray, str | None, str]:
     """Per-frame (slope, intercept), units and mapping kind for stored -> real values."""
@@ -204,6 +270,7 @@ def _value_mapping(ds: Any, nframes: int, path: Path
     rwvm = _find(ds, "RealWorldValueMappingSequence", ("SharedFunctionalGroupsSequence",))
     if rwvm:
         slope, intercept, units = _rwvm_linear(rwvm[0], path)
+        _check_rescale_agrees(ds, slope, intercept, path)
         slopes[:], intercepts[:] = slope, intercept
         return slopes, intercepts, units, "real_world"
     if per_frame is not None and all(
@@ -349,6 +416,7 @@ def read_multiframe(path: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry,
     direction = np.column_stack([row, col, zdir]).reshape(-1)
     geometry = Geometry((spacing_x, spacing_y, spacing_z), tuple(origin), tuple(direction))
 
+    check_pixel_data_length(ds, path)
     try:
         raw = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - missing codec etc.

@@ -31,6 +31,7 @@ from mcdose.io.dicom import (
     read_dicom_metadata,
     read_multiframe,
 )
+from mcdose.io.nifti import check_image_file
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -49,21 +50,24 @@ log = logging.getLogger(__name__)
 #: voxel data in a second file).
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+#: Interfile headers (:mod:`mcdose.io.interfile`); an Analyze ``.hdr`` goes to SimpleITK
+INTERFILE_SUFFIXES = (".hdr", ".h33")
 _SERIES_TOLERANCE_MM = 0.01
 
 
 def _suffix(path: Path) -> str:
     name = path.name.lower()
-    for suffix in sorted(IMAGE_SUFFIXES + _DICOM_SUFFIXES, key=len, reverse=True):
+    for suffix in sorted(IMAGE_SUFFIXES + _DICOM_SUFFIXES + INTERFILE_SUFFIXES, key=len,
+                         reverse=True):
         if name.endswith(suffix):
             return suffix
     return path.suffix.lower()
 
 
 def is_dicom_input(path: str | os.PathLike[str]) -> bool:
-    """True for a folder or a file not named like NIfTI / NRRD / MetaImage (DICOM input)."""
+    """True for a folder or a file not named like NIfTI / NRRD / MetaImage / Interfile."""
     path = Path(path)
-    return path.is_dir() or _suffix(path) not in IMAGE_SUFFIXES
+    return path.is_dir() or _suffix(path) not in IMAGE_SUFFIXES + INTERFILE_SUFFIXES
 
 
 def _first_line(exc: BaseException) -> str:
@@ -160,6 +164,39 @@ def _series_positions(reader: sitk.ImageSeriesReader, n: int) -> np.ndarray | No
     return np.asarray(positions)
 
 
+#: per-slice tags that must not change within a series: (tag, name, numeric tolerance)
+_SERIES_CONSTANT_TAGS = (
+    ("0028|0030", "PixelSpacing", 1e-4),
+    ("0028|0010", "Rows", 0.0),
+    ("0028|0011", "Columns", 0.0),
+    ("0020|0037", "ImageOrientationPatient", 1e-4),
+    ("0020|0052", "FrameOfReferenceUID", None),
+)
+
+
+def _check_series_consistency(folder: Path, reader: sitk.ImageSeriesReader, n: int) -> None:
+    """Refuse a series whose slices disagree on spacing, size, orientation or frame."""
+    for tag, name, tol in _SERIES_CONSTANT_TAGS:
+        values = [reader.GetMetaData(i, tag).strip() if reader.HasMetaDataKey(i, tag) else None
+                  for i in range(n)]
+        present = [v for v in values if v is not None]
+        if len(set(present)) <= 1:
+            continue
+        if tol is not None:
+            try:
+                arr = np.asarray([[float(x) for x in v.split("\\")] for v in present])
+            except ValueError:
+                arr = None
+            if arr is not None and arr.ndim == 2 and np.max(np.ptp(arr, axis=0)) <= tol:
+                continue
+        distinct = sorted(set(present))
+        raise InputError(
+            f"{folder}: {name} changes within the DICOM series ({len(distinct)} different "
+            f"values, e.g. {distinct[0]!r} and {distinct[-1]!r}); the slices do not form one "
+            f"volume"
+        )
+
+
 def _read_dicom_series(folder: Path, files: list[str], dtype: Any) -> tuple[np.ndarray, Geometry]:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
@@ -170,6 +207,7 @@ def _read_dicom_series(folder: Path, files: list[str], dtype: Any) -> tuple[np.n
         image = reader.Execute()
     except RuntimeError as exc:
         raise InputError(f"{folder}: cannot read DICOM series ({_first_line(exc)})") from None
+    _check_series_consistency(folder, reader, len(files))
     geometry = Geometry.from_sitk(image)
     positions = _series_positions(reader, len(files))
     if positions is not None and len(files) > 1:
@@ -178,18 +216,18 @@ def _read_dicom_series(folder: Path, files: list[str], dtype: Any) -> tuple[np.n
         along = steps @ normal
         across = np.linalg.norm(steps - along[:, None] * normal[None, :], axis=1)
         spacing_z = geometry.spacing_mm[2]
+        if np.max(across) > _SERIES_TOLERANCE_MM:
+            raise InputError(
+                f"{folder}: slice positions are not along the slice normal (gantry tilt "
+                f"of {np.degrees(np.arctan2(across.max(), along.mean())):.2f} degrees is not "
+                f"supported; resample the series first)"
+            )
         if np.any(along <= 0) or np.max(np.abs(along - spacing_z)) > max(
             _SERIES_TOLERANCE_MM, 1e-3 * spacing_z
         ):
             raise InputError(
                 f"{folder}: DICOM slices are not evenly spaced (steps from "
                 f"{along.min():.4g} to {along.max():.4g} mm; missing or duplicate slices?)"
-            )
-        if np.max(across) > _SERIES_TOLERANCE_MM:
-            raise InputError(
-                f"{folder}: slice positions are not along the slice normal (gantry tilt "
-                f"of {np.degrees(np.arctan2(across.max(), along.mean())):.2f} degrees is not "
-                f"supported; resample the series first)"
             )
     return from_sitk(image, dtype)
 
@@ -214,6 +252,18 @@ def _read_dicom_file(path: Path, dtype: Any, header: Any) -> tuple[np.ndarray, G
     return _read_with_sitk(path, dtype)
 
 
+def _read_hdr(path: Path, dtype: Any) -> tuple[np.ndarray, Geometry]:
+    """An Interfile header (mcdose.io.interfile), else an Analyze 7.5 pair (SimpleITK)."""
+    from mcdose.io.interfile import is_interfile, read_interfile
+
+    if is_interfile(path):
+        arr, geometry, info = read_interfile(path, dtype)
+        log.debug("%s: Interfile read: %s", path, info)
+        return arr, geometry
+    check_spacing_present(path)
+    return _read_with_sitk(path, dtype)
+
+
 def read_image(
     path: str | os.PathLike[str],
     *,
@@ -226,8 +276,9 @@ def read_image(
     ----------
     path : path-like
         NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``), MetaImage (``.mha``,
-        ``.mhd``), a single DICOM file, or a folder holding DICOM series (the series with
-        the most files is read).  CT values come out in HU (each file's
+        ``.mhd``), Interfile (``.hdr`` + ``.img``, :mod:`mcdose.io.interfile`; an Analyze
+        ``.hdr`` goes to SimpleITK), a single DICOM file, or a folder holding one DICOM
+        image series (several series are refused).  CT values come out in HU (each file's
         RescaleSlope/Intercept applied); multi-frame NM/SPECT files come out in their
         real-world units (see :mod:`mcdose.io.dicom`).
     dtype : numpy dtype or None, optional
@@ -259,8 +310,12 @@ def read_image(
         if not series:
             raise InputError(f"{path}: folder holds no DICOM series (subfolders are not searched)")
         if len(series) > 1:
-            log.info("%s: %d DICOM series, reading %s (%d files)", path, len(series),
-                     series[0][0], len(series[0][1]))
+            listing = "; ".join(f"{uid} ({len(f)} file{'s' if len(f) > 1 else ''})"
+                                for uid, f in series[:4])
+            raise InputError(
+                f"{path}: folder holds {len(series)} DICOM image series ({listing}"
+                f"{'; ...' if len(series) > 4 else ''}); give a folder with one series"
+            )
         files = series[0][1]
         header = _dicom_header(Path(files[0]))
         check_spacing_present(path, dicom_header=header)
@@ -271,10 +326,13 @@ def read_image(
     else:
         suffix = _suffix(path)
         if suffix in IMAGE_SUFFIXES:
+            check_image_file(path)  # truncation, gzip magic (mcdose.io.nifti)
             check_spacing_present(path)
             arr, geometry = _read_with_sitk(path, dtype)
             if check_finite:
                 check_finite_file(path)  # NIfTI: ITK reads NaN as 0, so ask the file
+        elif suffix in INTERFILE_SUFFIXES:
+            arr, geometry = _read_hdr(path, dtype)
         elif is_dicom_file(path):
             header = _dicom_header(path)
             check_spacing_present(path, dicom_header=header)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mcdose.errors import InputError
+from mcdose.errors import InputError, McdoseError
 from mcdose.vdk.kernels import (
     EMISSIONS,
     Kernel,
@@ -163,8 +163,14 @@ def get_kernel(
     )  # fmt: skip
     kernel.attrs["cache_key"] = key
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_kernel(path, kernel)
-        kernel.attrs["path"] = str(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_kernel(path, kernel)
+        except (OSError, McdoseError) as exc:  # read-only cache, a file in its place, full
+            log.warning("kernel cache %s cannot be written (%s); the kernel is used but not "
+                        "cached (set $%s to a writable folder, or --no-cache)", path.parent,
+                        getattr(exc, "strerror", None) or exc, CACHE_ENV)
+        else:
+            kernel.attrs["path"] = str(path)
     kernel.attrs["cached"] = False
     return kernel

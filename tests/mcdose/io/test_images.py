@@ -194,13 +194,14 @@ def test_ct_series_order_spacing_and_rescale(tmp_path, geometry):
     assert meta["Modality"] == "CT" and meta["files"] == nz
 
 
-def test_ct_series_largest_chosen_and_uneven_refused(tmp_path):
+def test_ct_folder_of_two_series_refused_and_uneven_refused(tmp_path):
     g = Geometry((1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
     folder = tmp_path / "mixed"
     write_ct_series(folder, np.zeros((2, 3, 3)), g, file_order=[10, 11])  # a small series
     _, stored = write_ct_series(folder, np.full((4, 3, 3), 100.0), g)
-    arr, _ = read_image(folder)
-    assert arr.shape == (4, 3, 3) and np.all(arr == 100.0)
+    with pytest.raises(InputError) as err:
+        read_image(folder)  # which series is the CT cannot be told: refused, both named
+    assert_one_line(err, str(folder), "2 DICOM image series", "(4 files)", "(2 files)")
     assert read_dicom_metadata(folder)["files"] == 4
 
     gap = tmp_path / "gap"
