@@ -67,8 +67,11 @@ def test_lesion_lands_at_its_patient_coordinate(tmp_path, capsys, swapped, grid)
                  "--out", str(out / "dose.nii.gz")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "Gy/h" in captured.out
+    assert "Gy/s" in captured.out
     image = sitk.ReadImage(str(out / "dose.nii.gz"))
+    # the unit convention is in the header (NIfTI descrip) and in the RT Dose comment
+    assert image.GetMetaData("descrip").endswith("Gy/s")
+    assert "Gy/s" in str(pydicom.dcmread(out / "dose_rtdose.dcm").DoseComment)
     arr = sitk.GetArrayFromImage(image)
     k, j, i = np.unravel_index(int(np.argmax(arr)), arr.shape)
     nifti_max = np.array(image.TransformIndexToPhysicalPoint((int(i), int(j), int(k))))

@@ -45,8 +45,8 @@ def _run(patient, out_dir, **kwargs):
 def test_single_time_point_outputs(tmp_path, patient):
     rs = write_rtstruct(tmp_path / "rs.dcm", patient.frame_uid)
     res = _run(patient, tmp_path / "out", labels=rs, report_dir=tmp_path / "out" / "report",
-               dvh_thresholds=(0.001, 0.01))
-    assert res.unit == "Gy/h"
+               dvh_thresholds=(0.001 / 3600, 0.01 / 3600))
+    assert res.unit == "Gy/s"
     names = [row["name"] for row in res.organs]
     assert names == ["Liver", "Lesion", "patient"]
     for key in ("dose", "rtdose", "sidecar", "report_html", "organs_csv", "organs_json",
@@ -59,18 +59,18 @@ def test_single_time_point_outputs(tmp_path, patient):
     # units: background dose rate deep in soft tissue ≈ electrons' local deposition
     # (147.92 keV per decay, ICRP-107) plus a few percent of photons
     conc_mbq_ml = BACKGROUND_BQ_ML * 1e-6
-    electrons_gy_h = conc_mbq_ml * 1e6 * 147.92e-3 * MEV_J / 1.04e-3 * 3600
-    assert 1.0 < res.dose[8, 16, 6] / electrons_gy_h < 1.12
+    electrons_gy_s = conc_mbq_ml * 1e6 * 147.92e-3 * MEV_J / 1.04e-3
+    assert 1.0 < res.dose[8, 16, 6] / electrons_gy_s < 1.12
     # organ table: CSV and JSON agree with the returned rows; lesion is the hottest
     rows = list(csv.DictReader(open(res.outputs["organs_csv"])))
     assert [r["name"] for r in rows] == names
     doc = json.loads(res.outputs["organs_json"].read_text())
-    assert doc["unit"] == "Gy/h" and doc["organs"][1]["name"] == "Lesion"
+    assert doc["unit"] == "Gy/s" and doc["organs"][1]["name"] == "Lesion"
     lesion, liver = res.organs[1], res.organs[0]
-    assert lesion["max_Gy_h"] == pytest.approx(float(res.dose.max()))
-    assert lesion["mean_Gy_h"] > liver["mean_Gy_h"] > 0
-    assert liver["D98_Gy_h"] <= liver["D50_Gy_h"] <= liver["D2_Gy_h"] <= liver["max_Gy_h"]
-    assert liver["V0.001Gy_h_percent"] == pytest.approx(100.0)
+    assert lesion["max_Gy_s"] == pytest.approx(float(res.dose.max()))
+    assert lesion["mean_Gy_s"] > liver["mean_Gy_s"] > 0
+    assert liver["D98_Gy_s"] <= liver["D50_Gy_s"] <= liver["D2_Gy_s"] <= liver["max_Gy_s"]
+    assert liver[f"V{0.001 / 3600:g}Gy_s_percent"] == pytest.approx(100.0)
     assert liver["mass_g"] == pytest.approx(liver["volume_ml"] * 1.0665, rel=0.02)
     html = res.outputs["report_html"].read_text()
     assert html.count("data:image/png;base64,") == 2 and "Lesion" in html
@@ -82,12 +82,12 @@ def test_single_time_point_outputs(tmp_path, patient):
     rt = ds.pixel_array * float(ds.DoseGridScaling)
     assert rt.max() == pytest.approx(float(res.dose.max()), rel=1e-6)
     side = json.loads(res.outputs["sidecar"].read_text())
-    assert side["unit"] == "Gy/h" and side["provenance"]["method"] == "vdk"
+    assert side["unit"] == "Gy/s" and side["provenance"]["method"] == "vdk"
 
 
 def test_time_integration_is_linear_in_the_dose_rate(tmp_path):
     """Three aligned time points decaying with T_eff = 50 h everywhere: the dose (Gy) is the
-    dose rate at the first scan (Gy/h) × e^{λ t1} / λ, for voxel and organ fits."""
+    dose rate at the first scan (Gy/s) × 3600 s/h × e^{λ t1} / λ, for voxel and organ fits."""
     t_eff = 50.0
     lam = math.log(2) / t_eff
     hours = [4.0, 24.0, 72.0]
@@ -103,7 +103,7 @@ def test_time_integration_is_linear_in_the_dose_rate(tmp_path):
         res = _run(first, tmp_path / level, timepoints=tps, fit_level=level,
                    integration="mono")
         assert res.unit == "Gy"
-        expected = rate.dose * math.exp(lam * hours[0]) / lam
+        expected = rate.dose * 3600.0 * math.exp(lam * hours[0]) / lam
         body = rate.dose > 0
         # stored values are rounded to integers × 50 Bq/ml: 0.2 % on the background
         np.testing.assert_allclose(res.dose[body], expected[body], rtol=5e-3)
@@ -190,7 +190,7 @@ def test_single_timepoint_undoes_admin_decay_correction(tmp_path, patient):
     ds.save_as(admin)
     plain = _run(patient, tmp_path / "plain")
     res = _run(patient, tmp_path / "admin", timepoints=[TimePoint(admin, T_LU)])
-    assert res.unit == "Gy/h"
+    assert res.unit == "Gy/s"
     np.testing.assert_allclose(res.dose, 0.5 * plain.dose, rtol=2e-3, atol=1e-12)
     with pytest.raises(InputError) as exc:
         _run(patient, tmp_path / "admin2", spect=admin)
