@@ -218,3 +218,120 @@ def test_overwrite_drops_stale_siblings(tmp_path, patient):
     _run(patient, out, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["dose.json", "dose.nii.gz",
                                                      "dose_rtdose.dcm"]
+
+
+# --------------------------------------------------------------------------------------
+# single time point, model selection, recovery correction, uncertainty budget
+# --------------------------------------------------------------------------------------
+
+
+def test_stp_hanscheid_and_madsen_doses(tmp_path, patient):
+    """One scan at 96 h: Hänscheid's dose is the dose rate (Gy/s) × 3600 × 2t/ln 2 in every
+    voxel; Madsen's lesion voxels (population tumour T_eff, or --stp-teff) get e^{kt}/k,
+    the other voxels (no population T_eff: 'Liver' matches liver) their own factor."""
+    from mcdose.dosimetry import stp
+
+    rs = write_rtstruct(tmp_path / "rs.dcm", patient.frame_uid)
+    t = 96.0
+    rate = _run(patient, tmp_path / "rate", labels=rs)
+    han = _run(patient, tmp_path / "h", labels=rs, timepoints=[TimePoint(patient.spect, t)],
+               stp="hanscheid", report_dir=tmp_path / "h" / "report")
+    assert han.unit == "Gy" and "Hanscheid" in han.quantity
+    np.testing.assert_allclose(han.dose, rate.dose * 3600 * 2 * t / math.log(2), rtol=1e-5)
+    mad = _run(patient, tmp_path / "m", labels=rs, timepoints=[TimePoint(patient.spect, t)],
+               stp="madsen", stp_teff=["tumour=120"])
+    rows = {r["name"]: r for r in mad.organs}
+    lesion_rate = {r["name"]: r for r in rate.organs}["Lesion"]["mean_Gy_s"]
+    # the lesion's painted voxels: its own ROI (smallest ROI wins), T_eff 120 h
+    assert rows["Lesion"]["stp_t_eff_h"] == 120.0
+    assert rows["Lesion"]["mean_Gy"] == pytest.approx(
+        lesion_rate * 3600 * stp.madsen_factor_h(t, 120.0), rel=1e-5)
+    assert rows["Liver"]["stp_t_eff_h"] == stp.POPULATION_TEFF_H["liver"]
+    assert mad.provenance["stp"]["method"] == "madsen"
+    html = han.outputs["report_html"].read_text()
+    assert "Hänscheid et al." in html and "6.2 %" in html
+    with pytest.raises(InputError) as exc:
+        _run(patient, tmp_path / "x", stp="hanscheid")
+    assert_one_line(exc, "--stp", "--timepoint")
+
+
+def _five_time_points(tmp_path, t_eff=50.0, t_up=None):
+    hours = [4.0, 24.0, 48.0, 96.0, 168.0]
+    ln2 = math.log(2)
+
+    def k(h):
+        return math.exp(-ln2 / t_eff * h) - (math.exp(-ln2 / t_up * h) if t_up else 0.0)
+
+    first = None
+    tps = []
+    for i, h in enumerate(hours):
+        f = k(h) / k(hours[0])
+        p = write_patient(tmp_path / f"p{i}", background=BACKGROUND_BQ_ML * f,
+                          lesion=2.0e6 * f, frame_uid=None if first is None
+                          else first.frame_uid)
+        first = first or p
+        tps.append(TimePoint(p.spect, h))
+    return first, tps
+
+
+def test_auto_model_and_uncertainty_budget(tmp_path):
+    """Five time points of uptake (3 h) and washout (40 h): every region's organ fit picks
+    bi by AICc (mono cannot rise), with its weight; the budget's total is the quadrature
+    sum of its terms, the calibration term is the given one."""
+    first, tps = _five_time_points(tmp_path, t_eff=40.0, t_up=3.0)
+    rs = write_rtstruct(tmp_path / "rs.dcm", first.frame_uid)
+    res = _run(first, tmp_path / "out", labels=rs, timepoints=tps, integration="auto",
+               fit_level="organ", calibration_uncertainty=0.05,
+               report_dir=tmp_path / "out" / "report")
+    for row in res.organs:
+        assert row["model"] == "bi" and row["aicc_weight"] > 0.9, row["name"]
+        terms = [row[f"u_{t}_percent"] for t in ("calibration", "volume", "fit", "recovery",
+                                                  "mc")]
+        assert terms[0] == pytest.approx(5.0) and terms[3] is None and terms[4] is None
+        assert row["u_total_percent"] == pytest.approx(
+            math.sqrt(sum(v * v for v in terms if v is not None)))
+        assert row["u_total_Gy"] == pytest.approx(row["u_total_percent"] / 100
+                                                  * row["mean_Gy"])
+    # TIA of the body: bi closed form, with rounding of the stored SPECT values (0.5 %)
+    le, lu = math.log(2) / 40.0, math.log(2) / 3.0
+    patient_row = res.organs[-1]
+    a4 = patient_row["activity_MBq_4h"] / (math.exp(-le * 4) - math.exp(-lu * 4))
+    assert patient_row["tia_MBq_h"] == pytest.approx(a4 * (1 / le - 1 / lu), rel=5e-3)
+    doc = json.loads(res.outputs["organs_json"].read_text())
+    assert doc["unit_convention"].startswith("absorbed-dose rate in Gy/s")
+    assert doc["time_activity"]["fits"]["Lesion"]["candidates"]["bi"]["weight"] > 0.9
+    html = res.outputs["report_html"].read_text()
+    assert "combined standard uncertainty" in html and "AICc weight" in html
+
+
+def test_recovery_correction_of_lesions(tmp_path, patient):
+    """The lesion's mean activity and dose are divided by RC(its volume); the liver is not
+    corrected; RC's uncertainty is a budget term."""
+    from mcdose.dosimetry.recovery import load_recovery_curve
+
+    rs = write_rtstruct(tmp_path / "rs.dcm", patient.frame_uid)
+    res = _run(patient, tmp_path / "out", labels=rs, recovery_correction=True)
+    rows = {r["name"]: r for r in res.organs}
+    lesion = rows["Lesion"]
+    rc = load_recovery_curve()(lesion["volume_ml"])
+    assert lesion["recovery_coefficient"] == pytest.approx(rc)
+    assert lesion["mean_Gy_s_rc_corrected"] == pytest.approx(lesion["mean_Gy_s"] / rc)
+    assert lesion["activity_MBq_rc_corrected"] == pytest.approx(lesion["activity_MBq"] / rc)
+    assert lesion["u_recovery_percent"] > 0
+    assert "recovery_coefficient" not in rows["Liver"]
+    with pytest.raises(InputError) as exc:
+        _run(patient, tmp_path / "x", recovery_correction=True)
+    assert_one_line(exc, "--recovery-correction", "--labels")
+
+
+def test_mc_statistics_term(tmp_path, patient):
+    """--method mc: the MC term of a region is sqrt(Σ(σ_i D_i)²)/Σ D_i of its voxels."""
+    from mcdose.dosimetry.uncertainty import mc_relative_uncertainty
+
+    res = _run(patient, tmp_path / "out", method="mc", histories=20_000, seed=2)
+    unc_img, _ = read_image(res.outputs["uncertainty"])
+    body = res.dose > 0
+    row = res.organs[-1]
+    assert row["u_mc_percent"] == pytest.approx(
+        100 * mc_relative_uncertainty(res.dose, unc_img, body), rel=1e-4)
+    assert 0 < row["u_mc_percent"] < 5
