@@ -761,10 +761,12 @@ def _regions(job: Job) -> None:
     u = job.unit.replace("/", "_")
     masks = {name: mask for _, name, mask in items}
     spacing = job.grid.geometry.spacing_mm
+    drawn = (job.label_map.drawn_spacing_mm if job.label_map is not None
+             else job.ct_img.geometry.spacing_mm)  # the body mask comes from the CT
     lesions = 0
     for row in rows:
         name, mask = row["name"], masks[row["name"]]
-        u_v_ml = unc.volume_uncertainty_ml(mask, spacing)
+        u_v_ml = unc.volume_uncertainty_ml(mask, spacing, drawn)
         terms: dict[str, float | None] = dict.fromkeys(unc.TERMS)
         terms["calibration"] = opt.calibration_uncertainty
         terms["volume"] = u_v_ml / row["volume_ml"]
@@ -859,7 +861,8 @@ def _provenance(job: Job, warnings_seen: list[str]) -> dict[str, Any]:
                         "uncertainties (k = 1) of each region's mean dose, combined in "
                         "quadrature",
             "calibration_relative": opt.calibration_uncertainty,
-            "volume": "boundary +/- half a voxel per axis",
+            "volume": "boundary +/- half a voxel of the image the labels were drawn on "
+                      "(rectangular, s/sqrt(12)); area from voxel faces / 1.5",
             "fit": "curve_fit covariance propagated to the TIA (several time points)",
             "mc": "per-voxel MC relative error (--method mc)"},
     })

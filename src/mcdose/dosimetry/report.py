@@ -492,7 +492,8 @@ def method_note(quantity: str, integration: str | None, fit_level: str, stp: str
                      " of the SPECT protocol (mcdose's own SPECT simulation of spheres); "
                      "uncorrected values beside.")
     parts.append("Uncertainty budget after the EANM guidance (Gear et al., EJNMMI 45 (2018) "
-                 "2456): calibration (user-given), volume (boundary ± half a voxel), fit "
+                 "2456): calibration (user-given), volume (boundary ± half a voxel of the "
+                 "segmentation image), fit "
                  "(covariance to TIA), recovery, Monte Carlo statistics; combined in "
                  "quadrature.")
     return " ".join(parts)

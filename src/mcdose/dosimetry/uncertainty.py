@@ -7,10 +7,14 @@ region's mean absorbed dose combines, in quadrature (independent terms), those o
     the SPECT calibration factor (user-given relative standard uncertainty,
     ``--calibration-uncertainty``; not counted when not given);
 ``volume``
-    the volume / segmentation: the region's boundary uncertain by half a voxel along each
-    axis (``u(V) = Σ_faces A_face · s_axis / 2``, faces of the mask's surface); the mass
-    scales with the volume and the dose with 1/mass (sensitivity 1: the activity of an
-    organ VOI is taken as insensitive to its border, Gear et al. §"Absorbed dose");
+    the volume / segmentation: the region's boundary position known to within ± half a
+    voxel of the image it was drawn on (the CT, usually), a rectangular distribution of
+    standard deviation ``σ = s/√12`` per axis (GUM 4.3.7); ``u(V) = A·σ`` with the surface
+    area A estimated from the mask's voxel faces on the dose grid divided by 3/2 (the mean
+    of |n_x| + |n_y| + |n_z| over directions: a staircase surface has 3/2 the area of a
+    smooth one).  The mass scales with the volume and the dose with 1/mass (sensitivity 1:
+    the activity of an organ VOI is taken as insensitive to its border, as in Gear et al.'s
+    worked example);
 ``fit``
     the time-activity fit: the TIA's standard uncertainty from the parameter covariance
     (:mod:`~mcdose.dosimetry.timeintegration`), ``u(TIA)/TIA`` (several time points);
@@ -37,28 +41,43 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["TERMS", "combine", "mc_relative_uncertainty", "volume_uncertainty_ml"]
+__all__ = ["TERMS", "combine", "mc_relative_uncertainty", "surface_area_mm2",
+           "volume_uncertainty_ml"]
 
 TERMS: tuple[str, ...] = ("calibration", "volume", "fit", "recovery", "mc")
 
 
-def volume_uncertainty_ml(mask: np.ndarray, spacing_mm: Sequence[float]) -> float:
-    """Standard uncertainty (ml) of a region's volume: its surface moved by half a voxel.
+#: voxel-face area of a digitised smooth surface / its true area (mean |n_x|+|n_y|+|n_z|)
+STAIRCASE_AREA_RATIO = 1.5
+
+
+def surface_area_mm2(mask: np.ndarray, spacing_mm: Sequence[float]) -> float:
+    """Surface area (mm²) of a mask: its voxel faces divided by :data:`STAIRCASE_AREA_RATIO`."""
+    m = np.pad(np.asarray(mask, dtype=bool), 1)
+    sx, sy, sz = (float(v) for v in spacing_mm)
+    area = 0.0
+    for axis, face in enumerate((sx * sy, sx * sz, sy * sz)):  # normals z, y, x
+        area += int(np.count_nonzero(np.diff(m, axis=axis))) * face
+    return area / STAIRCASE_AREA_RATIO
+
+
+def volume_uncertainty_ml(mask: np.ndarray, spacing_mm: Sequence[float],
+                          drawn_spacing_mm: Sequence[float] | None = None) -> float:
+    """Standard uncertainty (ml) of a region's volume from its segmentation.
 
     Parameters
     ----------
     mask : ndarray of bool (z, y, x)
+        The region on the dose grid.
     spacing_mm : (sx, sy, sz)
-        Voxel size (mm), x fastest as in :class:`mcdose.io.case.Geometry`.
+        Voxel size of the dose grid (mm), x first as in :class:`mcdose.io.case.Geometry`.
+    drawn_spacing_mm : (sx, sy, sz), optional
+        Voxel size of the image the region was drawn on (default: the dose grid's); the
+        boundary is uncertain by ± half of it (σ = s/√12, the mean over the axes).
     """
-    m = np.pad(np.asarray(mask, dtype=bool), 1)
-    sx, sy, sz = (float(v) for v in spacing_mm)
-    total_mm3 = 0.0
-    # axis 0 = z (faces of area sx·sy, normal step sz), 1 = y, 2 = x
-    for axis, (area, step) in enumerate(((sx * sy, sz), (sx * sz, sy), (sy * sz, sx))):
-        faces = int(np.count_nonzero(np.diff(m, axis=axis)))
-        total_mm3 += faces * area * 0.5 * step
-    return total_mm3 / 1000.0
+    drawn = spacing_mm if drawn_spacing_mm is None else drawn_spacing_mm
+    sigma_mm = float(np.mean([float(v) for v in drawn])) / math.sqrt(12.0)
+    return surface_area_mm2(mask, spacing_mm) * sigma_mm / 1000.0
 
 
 def mc_relative_uncertainty(dose: np.ndarray, relative: np.ndarray | None,

@@ -10,24 +10,30 @@ import pytest
 from mcdose.dosimetry import uncertainty as unc
 
 
-@pytest.mark.parametrize("n", [2, 5, 10])
-def test_volume_uncertainty_of_a_cube(n):
-    """n³ cube of s-mm voxels, surface moved by s/2: u(V) = 6n²s²·s/2, u(V)/V = 3/n."""
-    mask = np.zeros((n + 4, n + 4, n + 4), bool)
-    mask[2:-2, 2:-2, 2:-2] = True
-    s = 4.0
-    u_ml = unc.volume_uncertainty_ml(mask, (s, s, s))
-    assert u_ml == pytest.approx(6 * n * n * s**3 / 2 / 1000)
-    assert u_ml / (n**3 * s**3 / 1000) == pytest.approx(3 / n)
+@pytest.mark.parametrize("radius_mm", [10.0, 20.0, 40.0])
+def test_surface_area_of_a_digitised_sphere(radius_mm):
+    """Voxel faces / 1.5 estimate a sphere's 4πr² within 6 % (2 mm voxels, r ≥ 5 voxels;
+    the 3/2 ratio is the mean of |n_x| + |n_y| + |n_z| over directions)."""
+    s = 2.0
+    n = int(2 * radius_mm / s) + 6
+    c = (np.arange(n) - (n - 1) / 2) * s
+    z, y, x = np.meshgrid(c, c, c, indexing="ij")
+    mask = x**2 + y**2 + z**2 <= radius_mm**2
+    assert unc.surface_area_mm2(mask, (s, s, s)) == pytest.approx(4 * math.pi * radius_mm**2,
+                                                                  rel=0.06)
 
 
-def test_volume_uncertainty_anisotropic_voxels():
-    """One voxel of 2×3×5 mm: faces normal to x (area 3·5) move by 1 mm, to y (2·5) by
-    1.5, to z (2·3) by 2.5: u(V) = 2·(15·1 + 10·1.5 + 6·2.5) mm³."""
-    mask = np.zeros((3, 3, 3), bool)
-    mask[1, 1, 1] = True
-    assert unc.volume_uncertainty_ml(mask, (2.0, 3.0, 5.0)) == pytest.approx(
-        2 * (15 * 1 + 10 * 1.5 + 6 * 2.5) / 1000)
+def test_volume_uncertainty_of_a_sphere_is_three_sigma_over_r():
+    """u(V)/V = A·σ/V = 3σ/r for a sphere, σ = s_drawn/√12 (rectangular ± half a voxel)."""
+    s, r = 2.0, 30.0
+    n = int(2 * r / s) + 6
+    c = (np.arange(n) - (n - 1) / 2) * s
+    z, y, x = np.meshgrid(c, c, c, indexing="ij")
+    mask = x**2 + y**2 + z**2 <= r**2
+    volume_ml = 4 / 3 * math.pi * r**3 / 1000
+    drawn = (1.0, 1.0, 3.0)  # CT voxels: mean 5/3 mm
+    u = unc.volume_uncertainty_ml(mask, (s, s, s), drawn)
+    assert u / volume_ml == pytest.approx(3 * (5 / 3) / math.sqrt(12) / r, rel=0.06)
 
 
 def test_mc_term_is_sigma_over_root_n_for_uniform_voxels():
