@@ -750,8 +750,7 @@ def _regions(job: Job) -> None:
         else:
             assert opt.hours is not None
             curve = ti.time_activity_curve(job.stack, mask)
-            fit = ti.fit_time_activity(opt.hours, curve, opt.integration if not (
-                opt.integration == "tri" and len(curve) < 5) else "mono", opt.half_life_h)
+            fit = ti.fit_time_activity(opt.hours, curve, opt.integration, opt.half_life_h)
             curves[name], fits[name] = curve, fit
             row.update(_fit_columns(fit, opt.hours, curve))
         extra[key] = row
