@@ -67,8 +67,11 @@ def test_lesion_lands_at_its_patient_coordinate(tmp_path, capsys, swapped, grid)
                  "--out", str(out / "dose.nii.gz")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "Gy/h" in captured.out
+    assert "Gy/s" in captured.out
     image = sitk.ReadImage(str(out / "dose.nii.gz"))
+    # the unit convention is in the header (NIfTI descrip) and in the RT Dose comment
+    assert image.GetMetaData("descrip").endswith("Gy/s")
+    assert "Gy/s" in str(pydicom.dcmread(out / "dose_rtdose.dcm").DoseComment)
     arr = sitk.GetArrayFromImage(image)
     k, j, i = np.unravel_index(int(np.argmax(arr)), arr.shape)
     nifti_max = np.array(image.TransformIndexToPhysicalPoint((int(i), int(j), int(k))))
@@ -230,3 +233,41 @@ def test_bad_input(tmp_path, capsys, name):
 
 def test_help():
     assert main(["dose", "--help"]) == 0
+
+
+def test_stp_with_recovery_and_budget(tmp_path, capsys):
+    """--stp madsen on one --timepoint, recovery correction, calibration uncertainty: the
+    summary shows mean ± combined uncertainty in Gy and the lesion's RC."""
+    patient = write_patient(tmp_path / "patient")
+    labels = write_image(tmp_path / "labels.nii.gz", label_array(), CT_GEOMETRY)
+    names = tmp_path / "names.csv"
+    names.write_text("1,liver\n2,lesion_1_liver\n3,lung_left\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["dose", "--timepoint", f"{patient.spect}:96", "--ct", str(patient.ct),
+                 "--method", "vdk", "--kernel-histories", KERNEL_HISTORIES, "--labels",
+                 str(labels), "--label-names", str(names), "--stp", "madsen",
+                 "--stp-teff", "kidney=45", "--recovery-correction",
+                 "--calibration-uncertainty", "0.05", "--out", str(out / "d.nii.gz")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "(Gy) by vdk" in captured.out and "±" in captured.out and "RC 0." in captured.out
+    image = sitk.ReadImage(str(out / "d.nii.gz"))
+    assert image.GetMetaData("descrip").endswith(" Gy")
+
+
+@pytest.mark.parametrize("extra,needles", [
+    (["--stp", "hanscheid"], ["--stp", "--timepoint"]),
+    (["--stp-teff", "kidney=50"], ["--stp-teff", "madsen"]),
+    (["--calibration-uncertainty", "5"], ["--calibration-uncertainty"]),
+    (["--recovery-correction"], ["--recovery-correction", "--labels"]),
+])
+def test_bad_clinical_options(tmp_path, capsys, extra, needles):
+    patient = write_patient(tmp_path / "patient")
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["dose", "--spect", str(patient.spect), "--ct", str(patient.ct), "--method",
+                 "vdk", "--out", str(out / "d.nii.gz")] + extra)
+    assert code == 2
+    assert_cli_error(capsys.readouterr().err, *needles)
+    assert list(out.iterdir()) == []

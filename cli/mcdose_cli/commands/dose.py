@@ -60,7 +60,7 @@ def _check_arguments(out, report_dir, inputs, histories, kernel_histories, force
 @click.command(name="dose")
 @click.option("--spect", type=click.Path(path_type=Path), default=None,
               help="SPECT of a single time point: DICOM NM file/folder or NIfTI/NRRD/MHA. "
-              "Output: dose rate at scan time (Gy/h).")
+              "Output: dose rate at scan time (Gy/s).")
 @click.option("--ct", type=click.Path(path_type=Path), required=True,
               help="CT of the (first) SPECT/CT session in HU: DICOM folder/file or image.")
 @click.option("--method", type=click.Choice(["vdk", "cnn", "mc"]), required=True,
@@ -99,12 +99,28 @@ def _check_arguments(out, report_dir, inputs, histories, kernel_histories, force
 @click.option("--timepoint-ct", "timepoint_cts", multiple=True, metavar="HOURS:CT",
               help="CT of the later time point at HOURS, to register it to the first by "
               "rigid CT registration; time points without one are assumed aligned.")
-@click.option("--integration", type=click.Choice(["mono", "bi", "trapezoid"]), default="mono",
-              show_default=True, help="Time-activity model (several time points).")
+@click.option("--integration", type=click.Choice(["mono", "bi", "tri", "trapezoid", "auto"]),
+              default="mono", show_default=True,
+              help="Time-activity model (several time points); auto: least AICc per organ "
+              "(per voxel: mono/bi); tri: organ level only.")
 @click.option("--fit-level", type=click.Choice(["voxel", "organ"]), default="voxel",
               show_default=True, help="Fit every voxel's curve, or every organ's curve.")
+@click.option("--stp", type=click.Choice(["hanscheid", "madsen"]), default=None,
+              help="Single-time-point absorbed dose (Gy) from one --timepoint SPECT:HOURS: "
+              "Hänscheid 2018 (2t/ln2) or Madsen 2018 (population T_eff).")
+@click.option("--stp-teff", multiple=True, metavar="NAME=HOURS",
+              help="Madsen: effective half-life for an organ class (kidney, liver, spleen, "
+              "tumour) or a region name, e.g. kidney=50 (repeat).")
+@click.option("--recovery-correction", is_flag=True,
+              help="Divide each lesion's mean activity and dose by RC(volume) of the SPECT "
+              "protocol; uncorrected values are kept beside.")
+@click.option("--recovery-curve", type=click.Path(path_type=Path), default=None,
+              help="RC(volume) JSON of another SPECT protocol (default: mcdose's own).")
+@click.option("--calibration-uncertainty", type=float, default=None, metavar="REL",
+              help="Relative standard uncertainty of the SPECT calibration (e.g. 0.05), a "
+              "term of the uncertainty budget.")
 @click.option("--dvh-thresholds", callback=_thresholds, default=None, metavar="X,Y,...",
-              help="Dose levels (Gy; Gy/h for a dose rate) for V_x in the organ table.")
+              help="Dose levels (Gy; Gy/s for a dose rate) for V_x in the organ table.")
 @click.option("--vdk-kernels", type=click.Choice(["single", "tissue"]), default="single",
               show_default=True, help="VDK: one soft-tissue kernel (paper) or one per tissue "
               "class.")
@@ -119,14 +135,16 @@ def _check_arguments(out, report_dir, inputs, histories, kernel_histories, force
 @force_large_option
 def dose(spect, ct, method, model, labels, label_names, nuclide, spect_units,
          calibration_cps_per_mbq, frame_duration_s, hu_calibration, grid, histories, seed,
-         device, timepoints, timepoint_cts, integration, fit_level, dvh_thresholds,
+         device, timepoints, timepoint_cts, integration, fit_level, stp, stp_teff,
+         recovery_correction, recovery_curve, calibration_uncertainty, dvh_thresholds,
          vdk_kernels, kernel_histories, report_dir, out, overwrite, force_large) -> None:
     """Absorbed dose (rate) of a patient from SPECT/CT, with organ table and report.
 
-    One time point (--spect, or a single --timepoint): the dose-rate map in Gy/h at scan
-    time.  Several (--timepoint SPECT:HOURS repeated): time-integrated activity per voxel or
-    organ, then the absorbed dose in Gy.  Every input is checked before anything is
-    computed; on any error nothing is written.
+    One time point (--spect, or a single --timepoint): the dose-rate map in Gy/s at scan
+    time (with --stp: the single-time-point absorbed dose in Gy).  Several (--timepoint
+    SPECT:HOURS repeated): time-integrated activity per voxel or organ, then the absorbed
+    dose in Gy, with each organ's fitted model, AICc weight and uncertainty budget.  Every
+    input is checked before anything is computed; on any error nothing is written.
     """
     from mcdose.dosimetry.pipeline import TimePoint, run_dosimetry
     from mcdose.errors import InputError
@@ -159,6 +177,8 @@ def dose(spect, ct, method, model, labels, label_names, nuclide, spect_units,
         frame_duration_s=list(frame_duration_s) or None, hu_calibration=hu_calibration,
         grid=grid, histories=histories, seed=seed, device=device, vdk_kernels=vdk_kernels,
         kernel_histories=kernel_histories, integration=integration, fit_level=fit_level,
+        stp=stp, stp_teff=list(stp_teff) or None, recovery_correction=recovery_correction,
+        recovery_curve=recovery_curve, calibration_uncertainty=calibration_uncertainty,
         dvh_thresholds=dvh_thresholds, report_dir=report_dir, overwrite=overwrite,
         progress=True,
     )
@@ -170,7 +190,17 @@ def dose(spect, ct, method, model, labels, label_names, nuclide, spect_units,
         if name in result.outputs:
             click.echo(f"  {name}: {result.outputs[name]}")
     for row in result.organs:
-        click.echo(f"  {row['name']:<24} {row['volume_ml']:10.1f} ml  mean {row[f'mean_{key}']:.4g}"
-                   f"  max {row[f'max_{key}']:.4g}  D50 {row[f'D50_{key}']:.4g} {unit}")
+        mean = row.get(f"mean_{key}_rc_corrected", row[f"mean_{key}"])
+        text = (f"  {row['name']:<24} {row['volume_ml']:10.1f} ml  mean {mean:.4g} ± "
+                f"{row[f'u_total_{key}']:.2g}  max {row[f'max_{key}']:.4g}  D50 "
+                f"{row[f'D50_{key}']:.4g} {unit}")
+        if "recovery_coefficient" in row:
+            text += (f"  (RC {row['recovery_coefficient']:.2f}; uncorrected "
+                     f"{row[f'mean_{key}']:.4g})")
+        if row.get("model"):
+            w = row.get("aicc_weight")
+            text += f"  model {row['model']}" + (f" (AICc weight {w:.2f})" if w is not None
+                                                 else "")
+        click.echo(text)
     for message in result.provenance.get("warnings", []):
         click.echo(f"  warning: {message}")

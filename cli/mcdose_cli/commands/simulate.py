@@ -35,9 +35,11 @@ def _run_on_images(density_path, activity_path, out, units, options):
     result = simulate_dose(density, activity, geometry.spacing_mm, **options)
     out = Path(out)
     unc_path = _uncertainty_path(out)
-    write_image(unc_path, result.relative_uncertainty.astype(np.float32), geometry)
+    write_image(unc_path, result.relative_uncertainty.astype(np.float32), geometry,
+                description="mcdose mc relative standard error of the dose rate (1)")
     try:
-        write_image(out, result.dose_rate_Gy_s, geometry)
+        write_image(out, result.dose_rate_Gy_s, geometry,
+                    description="mcdose mc absorbed-dose rate Gy/s")
     except BaseException:
         unc_path.unlink(missing_ok=True)  # no half of a result left behind
         raise

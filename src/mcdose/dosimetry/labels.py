@@ -81,6 +81,10 @@ class LabelMap:
     path : Path
     dropped : list of str
         Regions that have no voxel on the dose grid.
+    drawn_spacing_mm : tuple of 3 float or None
+        Voxel size (x, y, z, mm) of the image the labels were drawn on (the label image's
+        own; the CT's for an RTSTRUCT) — the segmentation's resolution, for the volume
+        uncertainty.
     """
 
     labels: np.ndarray
@@ -88,6 +92,7 @@ class LabelMap:
     source: str
     path: Path
     dropped: list[str] = field(default_factory=list)
+    drawn_spacing_mm: tuple[float, float, float] | None = None
 
     @property
     def names(self) -> dict[int, str]:
@@ -209,7 +214,8 @@ def _label_image(path: Path, grid: Any, grids: dict[str, tuple[Geometry, tuple[i
         raise InputError(f"label map {path}: the label map is empty on the dose grid")
     if dropped:
         log.warning("label map %s: %s have no voxel on the dose grid", path, ", ".join(dropped))
-    return LabelMap(on_grid.astype(np.int32), regions, "image", path, dropped)
+    return LabelMap(on_grid.astype(np.int32), regions, "image", path, dropped,
+                    tuple(float(v) for v in geometry.spacing_mm))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------
@@ -402,7 +408,9 @@ def _rtstruct(ds: Any, path: Path, grid: Any, *, ct: Any, spect: Any) -> LabelMa
     if dropped:
         log.warning("label map %s: ROIs %s have no voxel on the dose grid", path,
                     ", ".join(dropped))
-    return LabelMap(paint_regions(regions, grid.shape), regions, "rtstruct", path, dropped)
+    drawn = ct.geometry.spacing_mm if ct is not None else grid.geometry.spacing_mm
+    return LabelMap(paint_regions(regions, grid.shape), regions, "rtstruct", path, dropped,
+                    tuple(float(v) for v in drawn))  # type: ignore[arg-type]
 
 
 def paint_regions(regions: list[Region], shape: tuple[int, int, int]) -> np.ndarray:

@@ -5,7 +5,11 @@ volume (ml), mass (g, from the density map), mean and maximum dose, D2 / D50 / D
 minimum dose of the hottest 2 / 50 / 98 % of the volume, :func:`mcdose.metrics.dvh_metrics`)
 and V_x (percent of the volume receiving at least x) for the chosen thresholds; with several
 time points also the time-integrated activity and the organ's fitted effective half-life.
-Doses are in Gy (several time points) or Gy/h (one time point: dose rate at scan time).
+Doses are in Gy (several time points, or a single-time-point dose) or Gy/s (one time
+point: dose rate at scan time) — mcdose's one unit convention.  With several time points
+the rows also carry the fitted model, its parameters and AICc weight; every row carries the
+uncertainty budget (``u_*_percent``, Gear et al. 2018) and lesions, with the recovery
+correction, their corrected values beside the uncorrected ones.
 
 Pictures are drawn with matplotlib's object API (no pyplot state) and embedded in the HTML
 as base64 PNG, so the report is one self-contained file.  Slices are shown in array order:
@@ -32,7 +36,9 @@ from mcdose.io.case import Geometry
 
 __all__ = [
     "dose_columns",
+    "headline_rows",
     "json_safe",
+    "method_note",
     "organ_table",
     "plot_dvh",
     "plot_slices",
@@ -73,7 +79,7 @@ def organ_table(
     Parameters
     ----------
     dose : ndarray (z, y, x)
-        Dose (Gy) or dose rate (Gy/h).
+        Dose (Gy) or dose rate (Gy/s).
     regions : sequence of Region
         ``value``, ``name``, ``mask`` (dose grid); masks may overlap.
     density : ndarray
@@ -81,7 +87,7 @@ def organ_table(
     geometry : Geometry
         Voxel volume.
     unit : str
-        ``"Gy"`` or ``"Gy/h"`` (column names and labels).
+        ``"Gy"`` or ``"Gy/s"`` (column names and labels).
     thresholds : sequence of float
         Dose levels x (in ``unit``) for V_x.
     body : ndarray of bool, optional
@@ -312,15 +318,11 @@ def plot_time_activity(hours: Sequence[float], curves: Mapping[str, Sequence[flo
         fit = (fits or {}).get(name)
         if fit is None:
             continue
-        p = fit.parameters
-        if fit.method == "mono" and "effective_half_life_h" in p:
-            lam = math.log(2.0) / p["effective_half_life_h"]
-            ax.plot(grid, p["A0_MBq"] * np.exp(-lam * grid), "-", color=line.get_color(), lw=1)
-        elif fit.method == "bi" and "uptake_half_life_h" in p:
-            le = math.log(2.0) / p["effective_half_life_h"]
-            lu = math.log(2.0) / p["uptake_half_life_h"]
-            ax.plot(grid, p["A0_MBq"] * (np.exp(-le * grid) - np.exp(-lu * grid)), "-",
-                    color=line.get_color(), lw=1)
+        from mcdose.dosimetry.timeintegration import model_curve
+
+        values_fit = model_curve(fit.method, fit.parameters, grid)
+        if values_fit is not None:
+            ax.plot(grid, values_fit, "-", color=line.get_color(), lw=1)
         else:
             ax.plot(t, values, "-", color=line.get_color(), lw=1)
     ax.set_xlabel("time after administration (h)")
@@ -350,6 +352,13 @@ img { max-width: 100%; }
 </style></head><body>
 <h1>Patient dosimetry — {{ quantity }}</h1>
 <p class="note">{{ summary }}</p>
+{% if headline %}<h2>Dose &plusmn; combined standard uncertainty (k = 1)</h2>
+<table><tr>{% for c in headline_columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for row in headline %}<tr>{% for c in headline_columns -%}
+<td{% if loop.first %} class="name"{% endif %}>{{ row[c] }}</td>
+{%- endfor %}</tr>
+{% endfor %}</table>{% endif %}
+{% for n in method_notes %}<p class="note">{{ n }}</p>{% endfor %}
 <h2>Dose on CT</h2>
 <img alt="dose slices" src="data:image/png;base64,{{ slices_png }}">
 <h2>Organs and lesions</h2>
@@ -397,6 +406,8 @@ def render_html(
     provenance: Mapping[str, Any],
     tac_png: bytes | None = None,
     table_note: str = "",
+    headline: Sequence[Mapping[str, str]] = (),
+    method_notes: Sequence[str] = (),
 ) -> str:
     """The one-page report as an HTML string (jinja2, autoescaped, images inline)."""
     import jinja2
@@ -422,4 +433,67 @@ def render_html(
         tac_png=base64.b64encode(tac_png).decode("ascii") if tac_png else "",
         provenance=flat,
         table_note=table_note,
+        headline=list(headline),
+        headline_columns=list(headline[0]) if headline else [],
+        method_notes=list(method_notes),
     )
+
+
+def headline_rows(rows: Sequence[Mapping[str, Any]], unit: str) -> list[dict[str, str]]:
+    """Per region: mean dose ± combined standard uncertainty, the uncertainty terms, the
+    chosen time-activity model and its AICc weight (the report's first table)."""
+    u = _unit_key(unit)
+    out = []
+    for row in rows:
+        mean = row.get(f"mean_{u}_rc_corrected", row.get(f"mean_{u}"))
+        total = row.get(f"u_total_{u}")
+        item = {"region": str(row["name"]),
+                f"mean dose ({unit})": f"{_fmt(mean)} ± {_fmt(total)}" if total is not None
+                else _fmt(mean),
+                "u total (%)": _fmt_pct(row.get("u_total_percent"))}
+        for term in ("calibration", "volume", "fit", "recovery", "mc"):
+            item[f"u {term} (%)"] = _fmt_pct(row.get(f"u_{term}_percent"))
+        if "recovery_coefficient" in row:
+            item["RC"] = f"{row['recovery_coefficient']:.3f}"
+            item[f"uncorrected mean ({unit})"] = _fmt(row.get(f"mean_{u}"))
+        if "model" in row:
+            w = row.get("aicc_weight")
+            item["model"] = str(row["model"])
+            item["AICc weight"] = "" if w is None else f"{w:.3f}"
+        if "stp_method" in row:
+            item["STP"] = str(row["stp_method"])
+            item["T_eff (h)"] = _fmt(row.get("stp_t_eff_h"))
+        out.append(item)
+    keys: list[str] = []
+    for item in out:
+        keys += [k for k in item if k not in keys]
+    return [{k: item.get(k, "") for k in keys} for item in out]
+
+
+def _fmt_pct(value: Any) -> str:
+    return "" if value is None else f"{float(value):.2f}"
+
+
+def method_note(quantity: str, integration: str | None, fit_level: str, stp: str | None,
+                recovery: bool) -> str:
+    """One paragraph naming the methods used and their sources (report)."""
+    parts = [f"Quantity: {quantity}."]
+    if integration is not None:
+        parts.append(f"Time integration: {integration} ({fit_level} level); 'auto' picks the "
+                     "model of least AICc (Glatting et al., Med Phys 34 (2007) 4285) among "
+                     "those with at least K + 2 time points; clearance never slower than "
+                     "physical decay.")
+    if stp is not None:
+        from mcdose.dosimetry.stp import ACCURACY
+
+        parts.append(f"Single time point: {ACCURACY[stp]}")
+    if recovery:
+        parts.append("Lesion recovery correction: mean activity and dose divided by RC(volume)"
+                     " of the SPECT protocol (mcdose's own SPECT simulation of spheres); "
+                     "uncorrected values beside.")
+    parts.append("Uncertainty budget after the EANM guidance (Gear et al., EJNMMI 45 (2018) "
+                 "2456): calibration (user-given), volume (boundary ± half a voxel of the "
+                 "segmentation image), fit "
+                 "(covariance to TIA), recovery, Monte Carlo statistics; combined in "
+                 "quadrature.")
+    return " ".join(parts)

@@ -9,10 +9,35 @@ Time-activity models (times ``t`` in hours after administration, activity ``A`` 
 ``bi``
     uptake and washout, ``A(t) = A0 · (exp(−λ_e t) − exp(−λ_u t))`` with λ_e ≥ λ_p and
     λ_u > λ_e; ``TIA = A0 · (1/λ_e − 1/λ_u)``.  Needs ≥ 3 time points.
+``tri``
+    uptake and two washout phases, ``A(t) = A1 e^(−λ1 t) + A2 e^(−λ2 t) − (A1 + A2)
+    e^(−λu t)`` with λ_p ≤ λ1 < λ2 < λu and A1, A2 ≥ 0 (so A(0) = 0 and A(t) ≥ 0);
+    ``TIA = A1/λ1 + A2/λ2 − (A1 + A2)/λu``.  Needs ≥ 5 time points (organ level only).
 ``trapezoid``
     linear rise from 0 at ``t = 0`` to the first point, trapezoids between points, and
     physical decay after the last point: ``TIA = A_1 t_1 / 2 + Σ (A_i + A_{i+1})(t_{i+1} −
     t_i)/2 + A_n / λ_p``.  Needs ≥ 2 time points.
+``auto``
+    model selection by the corrected Akaike information criterion (Glatting et al. 2007
+    [3]_, Burnham & Anderson): for least squares with ``n`` points, ``K`` fitted
+    parameters and residual sum of squares SSR, ``AICc = n ln(SSR/n) + 2K + 2K(K+1)/(n −
+    K − 1)``.  A model is a candidate only when ``n ≥ K + 2`` (the correction term is
+    finite) — the number of time points guards against over-fitting: mono (K = 2) needs 4
+    points, bi (K = 3) 5, tri (K = 5) 7.  The candidate with the smallest AICc wins; its
+    Akaike weight ``w_i = exp(−Δ_i/2) / Σ_j exp(−Δ_j/2)`` is reported.  Fallback (stated):
+    with fewer points than any candidate needs, the simplest model, mono, is used and no
+    weight is given.  At voxel level the candidates are mono and bi only (tri's five
+    parameters are not identifiable from one noisy voxel curve, and a vectorised search
+    over five parameters is too costly); each voxel gets its own choice.
+
+Every model's slowest clearance is at least physical decay (λ ≥ λ_p); the bi- and
+tri-exponential models start from 0 at ``t = 0`` (uptake phase).
+
+The fit uncertainty of an organ's TIA is propagated from the parameter covariance of
+:func:`scipy.optimize.curve_fit` (residual-scaled, ``absolute_sigma=False``) by the first-
+order (delta) method, ``u²(TIA) = g^T C g`` with ``g = ∂TIA/∂p`` (Gear et al. 2018 [2]_, eq.
+for the propagation of fit parameters); with as many points as parameters it is not
+estimable (reported as None).
 
 Fits are least squares on the activities (not their logarithms, so empty voxels and noise
 are harmless).  Organ-level curves are fitted with :func:`scipy.optimize.curve_fit` within
@@ -57,18 +82,28 @@ __all__ = [
     "INTEGRATION_METHODS",
     "MIN_TIME_POINTS",
     "CurveFit",
+    "aicc",
+    "akaike_weights",
     "check_times",
     "fit_time_activity",
     "integrate_by_region",
     "integrate_voxels",
+    "model_curve",
     "register_rigid",
     "time_activity_curve",
 ]
 
 log = logging.getLogger(__name__)
 
-INTEGRATION_METHODS: tuple[str, ...] = ("mono", "bi", "trapezoid")
-MIN_TIME_POINTS = {"mono": 2, "bi": 3, "trapezoid": 2}
+INTEGRATION_METHODS: tuple[str, ...] = ("mono", "bi", "tri", "trapezoid", "auto")
+MIN_TIME_POINTS = {"mono": 2, "bi": 3, "tri": 5, "trapezoid": 2, "auto": 2}
+#: fitted parameters of each model (K of the AICc)
+N_PARAMETERS = {"mono": 2, "bi": 3, "tri": 5}
+#: models ``auto`` chooses among, at organ level and at voxel level
+AUTO_CANDIDATES = ("mono", "bi", "tri")
+AUTO_VOXEL_CANDIDATES = ("mono", "bi")
+#: the stated fallback of ``auto`` when no candidate has enough points for its AICc
+AUTO_FALLBACK = "mono"
 #: shortest effective / uptake half-life considered (h)
 MIN_HALF_LIFE_H = 0.05
 _MONO_GRID = 384
@@ -152,6 +187,74 @@ def _lambda_grid(lam_p: float, n: int) -> np.ndarray:
     return np.exp(np.linspace(math.log(lam_p), math.log(lam_max), n))
 
 
+def _tri(t: np.ndarray, a1: float, lam1: float, a2: float, d2: float, du: float) -> np.ndarray:
+    lam2 = lam1 + d2
+    lamu = lam2 + du
+    return a1 * np.exp(-lam1 * t) + a2 * np.exp(-lam2 * t) - (a1 + a2) * np.exp(-lamu * t)
+
+
+def _tia_of(method: str, p: Sequence[float]) -> float:
+    """TIA (activity unit × h) of the model ``method`` with fit parameters ``p``."""
+    if method == "mono":
+        return p[0] / p[1]
+    if method == "bi":
+        return p[0] * (1.0 / p[1] - 1.0 / (p[1] + p[2]))
+    lam2 = p[1] + p[3]
+    lamu = lam2 + p[4]
+    return p[0] / p[1] + p[2] / lam2 - (p[0] + p[2]) / lamu
+
+
+_MODEL_FUNCTIONS = {"mono": _mono, "bi": _bi, "tri": _tri}
+
+
+def aicc(ssr: Any, n: int, k: int) -> Any:
+    """Corrected Akaike information criterion of a least-squares fit.
+
+    ``AICc = n ln(SSR/n) + 2k + 2k(k+1)/(n − k − 1)`` (Burnham & Anderson 2002; Glatting
+    et al., Med. Phys. 34 (2007) 4285); infinite when ``n ≤ k + 1`` (not a candidate).
+
+    Parameters
+    ----------
+    ssr : float or ndarray
+        Residual sum of squares (activity unit²), > 0.
+    n : int
+        Number of time points.
+    k : int
+        Number of fitted parameters.
+    """
+    if n <= k + 1:
+        return np.full(np.shape(ssr), np.inf) if np.ndim(ssr) else math.inf
+    return n * np.log(np.asarray(ssr) / n) + 2 * k + 2.0 * k * (k + 1) / (n - k - 1)
+
+
+def akaike_weights(values: dict[str, float]) -> dict[str, float]:
+    """Akaike weights ``exp(−Δ_i/2) / Σ exp(−Δ_j/2)`` of finite AICc values."""
+    finite = {m: v for m, v in values.items() if math.isfinite(v)}
+    if not finite:
+        return {}
+    best = min(finite.values())
+    raw = {m: math.exp(-0.5 * (v - best)) for m, v in finite.items()}
+    total = sum(raw.values())
+    return {m: r / total for m, r in raw.items()}
+
+
+def model_curve(method: str, parameters: dict[str, float], t: Any) -> np.ndarray | None:
+    """Activity (MBq) of a fitted model at times ``t`` (h); None for trapezoid."""
+    t = np.asarray(t, dtype=np.float64)
+    p = parameters
+    ln2 = math.log(2.0)
+    if method == "mono" and "effective_half_life_h" in p:
+        return _mono(t, p["A0_MBq"], ln2 / p["effective_half_life_h"])
+    if method == "bi" and "uptake_half_life_h" in p:
+        le, lu = ln2 / p["effective_half_life_h"], ln2 / p["uptake_half_life_h"]
+        return _bi(t, p["A0_MBq"], le, lu - le)
+    if method == "tri" and "half_life_2_h" in p:
+        l1, l2 = ln2 / p["effective_half_life_h"], ln2 / p["half_life_2_h"]
+        lu = ln2 / p["uptake_half_life_h"]
+        return _tri(t, p["A1_MBq"], l1, p["A2_MBq"], l2 - l1, lu - l2)
+    return None
+
+
 @dataclass
 class CurveFit:
     """A fitted (or integrated) time-activity curve.
@@ -159,18 +262,44 @@ class CurveFit:
     Attributes
     ----------
     method : str
+        The model used (for ``auto``: the chosen one).
     tia_MBq_h : float
         Time-integrated activity, MBq·h (activity unit × h).
     parameters : dict
-        ``A0_MBq``, ``effective_half_life_h`` (mono, bi), ``uptake_half_life_h`` (bi).
+        ``A0_MBq``, ``effective_half_life_h`` (mono, bi; the slowest phase of tri),
+        ``uptake_half_life_h`` (bi, tri), ``A1_MBq``, ``A2_MBq``, ``half_life_2_h`` (tri).
     fitted_MBq : list of float
         Model values at the time points (the measured ones for trapezoid).
+    tia_sd_MBq_h : float or None
+        Standard uncertainty of the TIA from the parameter covariance (None: not
+        estimable, e.g. as many points as parameters, or trapezoid).
+    aicc : float or None
+        AICc of this model (None: too few points).
+    aicc_weight : float or None
+        Akaike weight of this model among the candidates (``auto`` only).
+    candidates : dict
+        ``auto``: model → ``{"aicc", "weight", "tia_MBq_h"}`` of every model tried.
+    requested : str
+        The model asked for (``auto`` or the model itself).
     """
 
     method: str
     tia_MBq_h: float
     parameters: dict[str, float] = field(default_factory=dict)
     fitted_MBq: list[float] = field(default_factory=list)
+    tia_sd_MBq_h: float | None = None
+    aicc: float | None = None
+    aicc_weight: float | None = None
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requested: str = ""
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready dict of the fit (report, provenance)."""
+        return {"method": self.method, "requested": self.requested or self.method,
+                "tia_MBq_h": self.tia_MBq_h, "tia_sd_MBq_h": self.tia_sd_MBq_h,
+                "aicc": self.aicc, "aicc_weight": self.aicc_weight,
+                "parameters": self.parameters, "fitted_MBq": self.fitted_MBq,
+                "candidates": self.candidates}
 
 
 def _grid_mono(t: np.ndarray, a: np.ndarray, lam_p: float) -> tuple[np.ndarray, np.ndarray]:
@@ -256,6 +385,106 @@ def _grid_bi(t: np.ndarray, a: np.ndarray, lam_p: float
 # --------------------------------------------------------------------------------------
 
 
+def _tia_sd(method: str, popt: np.ndarray, pcov: Any, scale: float) -> float | None:
+    """First-order propagation of the parameter covariance to the TIA (activity × h)."""
+    if pcov is None:
+        return None
+    cov = np.asarray(pcov, dtype=np.float64)
+    if cov.shape != (popt.size, popt.size) or not np.all(np.isfinite(cov)):
+        return None
+    grad = np.empty(popt.size)
+    for i in range(popt.size):
+        h = 1e-6 * max(abs(float(popt[i])), 1e-9)
+        up, down = popt.copy(), popt.copy()
+        up[i] += h
+        down[i] -= h
+        grad[i] = (_tia_of(method, up) - _tia_of(method, down)) / (2 * h)
+    var = float(grad @ cov @ grad)
+    return math.sqrt(var) * scale if var >= 0 and math.isfinite(var) else None
+
+
+def _curve_fit(method: str, t: np.ndarray, y: np.ndarray, starts: list[list[float]],
+               bounds: tuple[list[float], list[float]], maxfev: int
+               ) -> tuple[np.ndarray, Any, float]:
+    """Best of ``curve_fit`` from each start (SSR), its covariance and SSR."""
+    from scipy.optimize import OptimizeWarning, curve_fit
+
+    f = _MODEL_FUNCTIONS[method]
+    best: tuple[np.ndarray, Any, float] | None = None
+    lo, hi = np.asarray(bounds[0]), np.asarray(bounds[1])
+    for p0 in starts:
+        p0 = np.clip(np.asarray(p0, dtype=np.float64), lo, hi)
+        try:
+            with warnings.catch_warnings():  # an inestimable covariance is reported as None
+                warnings.simplefilter("ignore", OptimizeWarning)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                popt, pcov = curve_fit(f, t, y, p0=p0, bounds=bounds, maxfev=maxfev)
+        except (RuntimeError, ValueError):
+            popt, pcov = p0, None
+        ssr = float(np.sum((f(t, *popt) - y) ** 2))
+        if best is None or ssr < best[2]:
+            best = (np.asarray(popt, dtype=np.float64), pcov, ssr)
+    assert best is not None
+    return best
+
+
+def _fit_model(method: str, t: np.ndarray, y: np.ndarray, lam_p: float
+               ) -> tuple[np.ndarray, Any, float]:
+    """Least-squares fit of ``method`` to ``y`` (scaled activities): (popt, pcov, SSR)."""
+    lam_max = max(math.log(2.0) / MIN_HALF_LIFE_H, 2.0 * lam_p)
+    if method == "mono":
+        a0, lam = _grid_mono(t, y[:, None], lam_p)
+        return _curve_fit("mono", t, y, [[float(a0[0]), float(lam[0])]],
+                          ([0.0, lam_p], [np.inf, lam_max]), 2000)
+    a0, le, lu = _grid_bi(t, y[:, None], lam_p)
+    bi_start = [float(a0[0]), float(le[0]), float(max(lu[0] - le[0], 1e-6))]
+    if method == "bi":
+        return _curve_fit("bi", t, y, [bi_start],
+                          ([0.0, lam_p, 1e-6], [np.inf, lam_max, 10 * lam_max]), 4000)
+    # tri: start from the bi-exponential fit split into two washout phases, and from a
+    # fast + slow washout with a fast uptake
+    a, lam_e, lam_u = bi_start[0], bi_start[1], bi_start[1] + bi_start[2]
+    starts = [
+        [0.7 * a, lam_e, 0.3 * a, 0.5 * (lam_u - lam_e), 0.5 * (lam_u - lam_e)],
+        [0.5 * a, lam_e, 0.5 * a, 2.0 * lam_e, max(lam_u - 3.0 * lam_e, 4.0 * lam_e)],
+        [0.3 * a, lam_p, 1.0 * a, 0.1, 2.0],
+    ]
+    return _curve_fit("tri", t, y, starts,
+                      ([0.0, lam_p, 0.0, 1e-6, 1e-6],
+                       [np.inf, lam_max, np.inf, 10 * lam_max, 10 * lam_max]), 8000)
+
+
+def _parameters(method: str, p: np.ndarray, scale: float) -> dict[str, float]:
+    ln2 = math.log(2.0)
+    if method == "mono":
+        return {"A0_MBq": p[0] * scale, "effective_half_life_h": ln2 / p[1]}
+    if method == "bi":
+        return {"A0_MBq": p[0] * scale, "effective_half_life_h": ln2 / p[1],
+                "uptake_half_life_h": ln2 / (p[1] + p[2])}
+    lam2 = p[1] + p[3]
+    return {"A1_MBq": p[0] * scale, "effective_half_life_h": ln2 / p[1],
+            "A2_MBq": p[2] * scale, "half_life_2_h": ln2 / lam2,
+            "uptake_half_life_h": ln2 / (lam2 + p[4])}
+
+
+def _fit_one(method: str, t: np.ndarray, a: np.ndarray, y: np.ndarray, scale: float,
+             lam_p: float) -> CurveFit:
+    popt, pcov, ssr_scaled = _fit_model(method, t, y, lam_p)
+    tia = float(_tia_of(method, popt)) * scale
+    fitted = (_MODEL_FUNCTIONS[method](t, *popt) * scale).tolist()
+    ssr = max(ssr_scaled * scale * scale, _ssr_floor(a))
+    value = aicc(ssr, t.size, N_PARAMETERS[method])
+    sd = _tia_sd(method, popt, pcov, scale) if t.size > N_PARAMETERS[method] else None
+    return CurveFit(method, tia, _parameters(method, popt, scale), fitted, tia_sd_MBq_h=sd,
+                    aicc=float(value) if math.isfinite(value) else None, requested=method)
+
+
+def _ssr_floor(a: Any) -> Any:
+    """Smallest SSR used in the AICc (a perfect fit would give ln 0): (1e-6 · max |A|)² · n."""
+    a = np.asarray(a, dtype=np.float64)
+    return (1e-6 * np.max(np.abs(a), axis=0)) ** 2 * a.shape[0] + 1e-300
+
+
 def fit_time_activity(
     hours: Sequence[float],
     activity_MBq: Sequence[float],
@@ -270,7 +499,8 @@ def fit_time_activity(
         Time points, h after administration (strictly increasing).
     activity_MBq : sequence of float
         Activity at those times (MBq), ≥ 0.
-    method : {"mono", "bi", "trapezoid"}
+    method : {"mono", "bi", "tri", "trapezoid", "auto"}
+        ``auto``: the model of smallest AICc among mono, bi, tri (module docstring).
     half_life_h : float
         Physical half-life of the nuclide (h).
 
@@ -283,8 +513,6 @@ def fit_time_activity(
     InputError
         Bad times, too few points for the method, negative activity.
     """
-    from scipy.optimize import OptimizeWarning, curve_fit
-
     t = check_times(hours, method)
     a = np.asarray(activity_MBq, dtype=np.float64)
     if a.shape != t.shape:
@@ -294,49 +522,27 @@ def fit_time_activity(
     lam_p = math.log(2.0) / float(half_life_h)
     if method == "trapezoid":
         tia = float(_trapezoid_tia(t, a, lam_p))
-        return CurveFit(method, tia, {}, a.tolist())
+        return CurveFit(method, tia, {}, a.tolist(), requested=method)
     if not np.any(a > 0):
-        return CurveFit(method, 0.0, {"A0_MBq": 0.0}, [0.0] * t.size)
+        chosen = AUTO_FALLBACK if method == "auto" else method
+        return CurveFit(chosen, 0.0, {"A0_MBq": 0.0}, [0.0] * t.size, tia_sd_MBq_h=0.0,
+                        requested=method)
     scale = float(a.max())
     y = a / scale
-    lam_max = max(math.log(2.0) / MIN_HALF_LIFE_H, 2.0 * lam_p)
-    if method == "mono":
-        a0, lam = _grid_mono(t, y[:, None], lam_p)
-        p0 = [float(a0[0]), float(np.clip(lam[0], lam_p, lam_max))]
-        try:
-            with warnings.catch_warnings():  # the covariance is not used
-                warnings.simplefilter("ignore", OptimizeWarning)
-                popt, _ = curve_fit(_mono, t, y, p0=p0,
-                                    bounds=([0.0, lam_p], [np.inf, lam_max]), maxfev=2000)
-        except (RuntimeError, ValueError):
-            popt = p0
-        a0f, lamf = float(popt[0]) * scale, float(popt[1])
-        return CurveFit(
-            method, a0f / lamf,
-            {"A0_MBq": a0f, "effective_half_life_h": math.log(2.0) / lamf},
-            (_mono(t, a0f, lamf)).tolist(),
-        )
-    if method == "bi":
-        a0, le, lu = _grid_bi(t, y[:, None], lam_p)
-        p0 = [float(a0[0]), float(le[0]), float(lu[0] - le[0])]
-        try:
-            with warnings.catch_warnings():  # the covariance is not used
-                warnings.simplefilter("ignore", OptimizeWarning)
-                popt, _ = curve_fit(
-                    _bi, t, y, p0=p0,
-                    bounds=([0.0, lam_p, 1e-6], [np.inf, lam_max, 10 * lam_max]), maxfev=4000)
-        except (RuntimeError, ValueError):
-            popt = p0
-        a0f, lef, df = float(popt[0]) * scale, float(popt[1]), float(popt[2])
-        luf = lef + df
-        return CurveFit(
-            method, a0f * (1.0 / lef - 1.0 / luf),
-            {"A0_MBq": a0f, "effective_half_life_h": math.log(2.0) / lef,
-             "uptake_half_life_h": math.log(2.0) / luf},
-            _bi(t, a0f, lef, df).tolist(),
-        )
-    raise InputError(f"--integration must be one of {', '.join(INTEGRATION_METHODS)}, "
-                     f"got {method!r}")
+    if method != "auto":
+        return _fit_one(method, t, a, y, scale, lam_p)
+    fits = {m: _fit_one(m, t, a, y, scale, lam_p) for m in AUTO_CANDIDATES
+            if t.size >= MIN_TIME_POINTS[m] and t.size >= N_PARAMETERS[m] + 2}
+    weights = akaike_weights({m: f.aicc for m, f in fits.items() if f.aicc is not None})
+    if not weights:  # the stated fallback: too few points for any AICc
+        fit = fits.get(AUTO_FALLBACK) or _fit_one(AUTO_FALLBACK, t, a, y, scale, lam_p)
+    else:
+        fit = fits[min(weights, key=lambda m: fits[m].aicc)]  # type: ignore[arg-type,return-value]
+        fit.aicc_weight = weights[fit.method]
+    fit.requested = "auto"
+    fit.candidates = {m: {"aicc": f.aicc, "weight": weights.get(m), "tia_MBq_h": f.tia_MBq_h}
+                      for m, f in fits.items()}
+    return fit
 
 
 def time_activity_curve(stack: Sequence[np.ndarray], mask: np.ndarray) -> list[float]:
@@ -356,6 +562,7 @@ def integrate_voxels(
     method: str,
     half_life_h: float,
     mask: np.ndarray | None = None,
+    choices: dict[str, int] | None = None,
 ) -> np.ndarray:
     """Time-integrated activity per voxel (MBq·h, float32).
 
@@ -365,17 +572,23 @@ def integrate_voxels(
         Time points (h after administration).
     stack : sequence of ndarray (z, y, x)
         Activity per voxel (MBq) at each time point, on one grid.
-    method : {"mono", "bi", "trapezoid"}
+    method : {"mono", "bi", "trapezoid", "auto"}
+        ``auto``: per voxel, mono or bi by AICc (``tri`` is organ-level only: refused).
     half_life_h : float
         Physical half-life (h).
     mask : ndarray of bool, optional
         Voxels to integrate (others get 0); default every voxel with activity.
+    choices : dict, optional
+        ``auto``: filled with the number of voxels that chose each model.
 
     Returns
     -------
     ndarray, float32 (z, y, x)
     """
     t = check_times(hours, method)
+    if method == "tri":
+        raise InputError("--integration tri is fitted per organ only; use --fit-level organ "
+                         "(or --integration auto, which uses mono/bi per voxel)")
     if len(stack) != t.size:
         raise InputError(f"{t.size} time points but {len(stack)} activity maps")
     shape = np.asarray(stack[0]).shape
@@ -396,18 +609,44 @@ def integrate_voxels(
     idx = np.flatnonzero(active)
     flat = [np.asarray(x).reshape(-1) for x in stack]
     result = np.zeros(idx.size, dtype=np.float64)
-    chunk = _CHUNK_VOXELS[method]
+    models = _voxel_candidates(t.size) if method == "auto" else (method,)
+    counts = dict.fromkeys(models, 0)
+    chunk = _CHUNK_VOXELS["bi" if "bi" in models else "mono"]
     for c0 in range(0, idx.size, chunk):
         sel = idx[c0 : c0 + chunk]
         a = np.stack([f[sel] for f in flat]).astype(np.float64)  # (T, N)
-        if method == "mono":
-            a0, lam = _grid_mono(t, a, lam_p)
-            result[c0 : c0 + sel.size] = a0 / lam
-        else:
-            a0, le, lu = _grid_bi(t, a, lam_p)
-            result[c0 : c0 + sel.size] = a0 * (1.0 / le - 1.0 / lu)
+        tias, scores = [], []
+        for m in models:
+            if m == "mono":
+                a0, lam = _grid_mono(t, a, lam_p)
+                fitted = a0[None, :] * np.exp(-np.outer(t, lam))
+                tias.append(a0 / lam)
+            else:
+                a0, le, lu = _grid_bi(t, a, lam_p)
+                fitted = a0[None, :] * (np.exp(-np.outer(t, le)) - np.exp(-np.outer(t, lu)))
+                tias.append(a0 * (1.0 / le - 1.0 / lu))
+            if len(models) > 1:
+                ssr = np.maximum(np.sum((fitted - a) ** 2, axis=0), _ssr_floor(a))
+                scores.append(aicc(ssr, t.size, N_PARAMETERS[m]))
+        if len(models) == 1:
+            result[c0 : c0 + sel.size] = tias[0]
+            counts[models[0]] += sel.size
+            continue
+        best = np.argmin(np.stack(scores), axis=0)
+        result[c0 : c0 + sel.size] = np.choose(best, tias)
+        for i, m in enumerate(models):
+            counts[m] += int(np.count_nonzero(best == i))
     out.reshape(-1)[idx] = result
+    if choices is not None:
+        choices.update(counts)
     return out
+
+
+def _voxel_candidates(n: int) -> tuple[str, ...]:
+    """Models ``auto`` compares per voxel with ``n`` time points (the fallback alone if none
+    has enough points for its AICc)."""
+    models = tuple(m for m in AUTO_VOXEL_CANDIDATES if n >= N_PARAMETERS[m] + 2)
+    return models or (AUTO_FALLBACK,)
 
 
 def integrate_by_region(

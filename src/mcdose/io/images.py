@@ -358,6 +358,7 @@ def write_image(
     geometry: Geometry,
     *,
     compress: bool = True,
+    description: str | None = None,
 ) -> Path:
     """Write a ``(z, y, x)`` array with its geometry, atomically; format from the suffix.
 
@@ -373,6 +374,9 @@ def write_image(
         Spacing / origin in mm, direction.
     compress : bool, optional
         Compress where the format allows (``.nii`` never, ``.nii.gz`` always).
+    description : str, optional
+        One line stored in the header (NIfTI ``descrip``, 79 characters; NRRD/MHA
+        ``ITK_FileNotes``), e.g. the quantity and its unit.
 
     Returns
     -------
@@ -393,6 +397,8 @@ def write_image(
     if not isinstance(geometry, Geometry):
         raise InputError(f"{path}: geometry must be a Geometry, got {type(geometry).__name__}")
     image = to_sitk(array, geometry)
+    if description:
+        image.SetMetaData("ITK_FileNotes", str(description)[:79])
     if suffix in (".mhd", ".nhdr"):
         _write_two_files(path, image, compress)
         return path

@@ -66,3 +66,15 @@ def test_csv_json_and_html(tmp_path):
                            dvh_png=dvh, provenance={"a": {"b": 1.5}, "c": [1, 2]})
     assert "&lt;liver&gt;" in html and "<liver>" not in html  # escaped
     assert html.count("data:image/png;base64,") == 2 and "a.b" in html
+
+
+def test_headline_rows_show_dose_uncertainty_and_model():
+    rows = [{"name": "lesion", "mean_Gy": 2.0, "mean_Gy_rc_corrected": 4.0, "u_total_Gy": 0.8,
+             "u_total_percent": 20.0, "u_volume_percent": 15.0, "recovery_coefficient": 0.5,
+             "model": "bi", "aicc_weight": 0.93},
+            {"name": "patient", "mean_Gy": 0.1, "u_total_Gy": 0.01, "u_total_percent": 10.0}]
+    head = rep.headline_rows(rows, "Gy")
+    assert head[0]["mean dose (Gy)"] == "4 ± 0.8" and head[0]["RC"] == "0.500"
+    assert head[0]["model"] == "bi" and head[0]["AICc weight"] == "0.930"
+    assert head[0]["uncorrected mean (Gy)"] == "2" and head[1]["model"] == ""
+    assert head[0]["u volume (%)"] == "15.00" and head[0]["u mc (%)"] == ""
