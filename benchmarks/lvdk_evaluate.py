@@ -110,26 +110,41 @@ def interface_geometry(block_density: float, shape=(32, 32, 32)):
     return rho, act
 
 
+def interface_mc(name: str, rho, act, electron_histories: int, photon_histories: int,
+                 cache: Path | None = None):
+    """MC dose rate (Gy/s), its variance and seconds; cached in ``cache`` (npz) when given."""
+    from mcdose.transport import simulate_dose
+
+    cache = cache or Path(os.environ.get("LVDK_EVAL_CACHE", "build/lvdk"))
+    f = cache / f"interface_mc_{name}_e{electron_histories:g}_p{photon_histories:g}.npz"
+    if f.exists():
+        z = np.load(f)
+        return z["mc"], z["var"], float(z["seconds"])
+    t = time.perf_counter()
+    sp = (VOXEL_MM,) * 3
+    parts = [simulate_dose(rho, act, sp, histories=h, seed=11 + i, device="cpu", emissions=e)
+             for i, (e, h) in enumerate((("electrons", electron_histories),
+                                          ("photons", photon_histories)))]  # fmt: skip
+    mc = parts[0].dose_rate_Gy_s.astype(np.float64) + parts[1].dose_rate_Gy_s
+    var = sum((p.dose_rate_Gy_s.astype(np.float64) * p.relative_uncertainty) ** 2
+              for p in parts)  # fmt: skip
+    seconds = time.perf_counter() - t
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(f, mc=mc, var=var, seconds=seconds)
+    return mc, var, seconds
+
+
 def interfaces(model, kernels: dict, electron_histories: int, photon_histories: int) -> dict:
     from scipy import ndimage
 
     from lvdk.superpose import lvdk_dose
-    from mcdose.transport import simulate_dose
     from mcdose.vdk import tissue_class_dose, vdk_dose
 
     res = {}
     for name, rho_b in (("lung", 0.26), ("bone", 1.85)):
         rho, act = interface_geometry(rho_b)
         sp = (VOXEL_MM,) * 3
-        t = time.perf_counter()
-        parts = [simulate_dose(rho, act, sp, histories=h, seed=11 + i, device="cpu",
-                               emissions=e)  # fmt: skip
-                 for i, (e, h) in enumerate((("electrons", electron_histories),
-                                              ("photons", photon_histories)))]  # fmt: skip
-        mc = parts[0].dose_rate_Gy_s.astype(np.float64) + parts[1].dose_rate_Gy_s
-        var = sum((p.dose_rate_Gy_s.astype(np.float64) * p.relative_uncertainty) ** 2
-                  for p in parts)  # fmt: skip
-        mc_s = time.perf_counter() - t
+        mc, var, mc_s = interface_mc(name, rho, act, electron_histories, photon_histories)
         doses = {
             "single_vdk": vdk_dose(act, rho, kernels["soft_tissue"][2], spacing_mm=sp),
             "tissue_vdk": tissue_class_dose(act, rho, {c: v[2] for c, v in kernels.items()},
@@ -212,9 +227,9 @@ def phantoms(model, kernels: dict, cases: list[str]) -> dict:
         for rname, m in regions.items():
             if m.sum() == 0 or not mc[m].mean() > 0:
                 continue
-            table[rname] = {"voxels": int(m.sum()),
-                            **{k: {"mean_deviation": mean_deviation(v, mc, m),
-                                   "nrmse": nrmse(v, mc, m)} for k, v in doses.items()}}  # fmt: skip
+            row = {k: {"mean_deviation": mean_deviation(v, mc, m), "nrmse": nrmse(v, mc, m)}
+                   for k, v in doses.items()}
+            table[rname] = {"voxels": int(m.sum()), **row}
         out[str(path)] = {"shape": list(act.shape), "active_voxels": int((act > 0).sum()),
                           "seconds": times, "lvdk_info": info, "regions": table}  # fmt: skip
     return out
@@ -283,8 +298,8 @@ def main() -> None:
     ap.add_argument("--patches", nargs="+", required=True)
     ap.add_argument("--cases", nargs="*", default=[])
     ap.add_argument("--model", default=None)
-    ap.add_argument("--electron-histories", type=int, default=1_000_000)
-    ap.add_argument("--photon-histories", type=int, default=10_000_000)
+    ap.add_argument("--electron-histories", type=int, default=500_000)
+    ap.add_argument("--photon-histories", type=int, default=5_000_000)
     ap.add_argument("--skip-interfaces", action="store_true")
     ap.add_argument("--tag", default="evaluation")
     args = ap.parse_args()
