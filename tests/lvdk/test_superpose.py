@@ -83,7 +83,7 @@ def test_photon_tail_zeroes_the_box_and_adds_linearly():
                     nuclide="Lu-177", material="soft_tissue", density_g_cm3=1.04,
                     histories=10, emissions="photons")
     dose, info = lvdk_dose(act, rho, (4.0, 4.0, 4.0), model=m, photon_kernel=photon,
-                           device="cpu")
+                           photon_correction="none", device="cpu")
     e, _ = superpose_kernels(act, rho, m, device="cpu")
     short = e * KEV_TO_J / (rho.astype(np.float64) * 0.064 * 1e-3)
     from scipy.signal import fftconvolve
@@ -92,6 +92,17 @@ def test_photon_tail_zeroes_the_box_and_adds_linearly():
                             mode="same")
     np.testing.assert_allclose(dose, short + tail_dose, rtol=2e-4, atol=1e-6 * dose.max())
     assert info["photon_correction"] == "none"
+    # tissue classes: the lung voxels (x >= 7) take the lung kernel's tail × 0.26/ρ
+    lung = Kernel(kernel=np.full((9, 9, 9), 3e-14, np.float32), voxel_mm=(4.0,) * 3,
+                  nuclide="Lu-177", material="lung", density_g_cm3=0.26, histories=10,
+                  emissions="photons")
+    dose_t, _ = lvdk_dose(act, rho, (4.0,) * 3, model=m, device="cpu",
+                          photon_kernel={"soft_tissue": photon, "lung": lung})
+    lung_tail = fftconvolve(act.astype(np.float64) * 1e6, photon_tail_kernel(lung.kernel, 5),
+                            mode="same") * 0.26 / rho
+    sel = np.s_[:, :, 7:]
+    np.testing.assert_allclose(dose_t[sel], (short + lung_tail)[sel], rtol=2e-4,
+                               atol=1e-6 * dose_t.max())
 
 
 def test_grid_must_match_the_model():

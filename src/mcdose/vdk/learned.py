@@ -34,7 +34,7 @@ def learned_case(
     histories: int | None = None,
     seed: int = 0,
     device: str = "auto",
-    photon_correction: str = "none",
+    photon_correction: str = "tissue",
     force: bool = False,
     progress: bool = False,
 ) -> Any:
@@ -54,7 +54,7 @@ def learned_case(
         Decays (β convention; photons 10×) and seed of a photon kernel that has to be
         generated.
     device : {"auto", "cpu", "cuda"}
-    photon_correction : {"none", "paper"}
+    photon_correction : {"tissue", "none", "paper"}
         See :mod:`lvdk.superpose`.
     force, progress
         Recompute when up to date; progress bars.
@@ -92,13 +92,14 @@ def learned_case(
     spacing = info.geometry.spacing_mm
     loaded.check_grid(spacing, info.nuclide)
     hist = DEFAULT_KERNEL_HISTORIES if histories is None else int(histories)
-    keys = case_kernels(info.nuclide, spacing, info.shape, mode="single", histories=hist,
+    mode = "tissue" if photon_correction == "tissue" else "single"
+    keys = case_kernels(info.nuclide, spacing, info.shape, mode=mode, histories=hist,
                         seed=seed, generate=False)  # fmt: skip
     params = {
         "source": source,
         "kernels": "learned",
         "model_sha256": model_digest(loaded.path),
-        "photon_kernel_key": keys["soft_tissue"][1],
+        "photon_kernel_keys": {c: k[1] for c, k in keys.items()},
         "photon_correction": photon_correction,
         "source_fingerprint": source_fingerprint(path, source),
     }
@@ -106,11 +107,13 @@ def learned_case(
         return None
     activity = read_dataset(path, source)
     density = read_dataset(path, "density")
-    sets = case_kernels(info.nuclide, spacing, info.shape, mode="single", histories=hist,
+    sets = case_kernels(info.nuclide, spacing, info.shape, mode=mode, histories=hist,
                         seed=seed, device=device, progress=progress)  # fmt: skip
-    photon = sets["soft_tissue"][1]
+    photons = {c: ks[1] for c, ks in sets.items()}
+    photon = photons["soft_tissue"]
     dose, linfo = lvdk_dose(activity, density, spacing, model=loaded, nuclide=info.nuclide,
-                            photon_kernel=photon, photon_correction=photon_correction,
+                            photon_kernel=photons if mode == "tissue" else photon,
+                            photon_correction=photon_correction,
                             device=device, progress=progress)  # fmt: skip
     attrs = dose_attrs(
         "vdk", info.nuclide, params, histories=int(photon.histories), seed=seed, units="Gy/s",
@@ -118,7 +121,8 @@ def learned_case(
     )  # fmt: skip
     write_datasets(path, {output: dose}, attrs={output: attrs})
     return VdkResult(path=path, dataset=output, dose_rate_Gy_s=dose, params=params,
-                     kernels={"learned": [str(loaded.path)], "photon_tail": [photon.describe()]},
+                     kernels={"learned": [str(loaded.path)],
+                              "photon_tail": [k.describe() for k in photons.values()]},
                      backend=f"torch/{linfo['device']}",
                      timings={"kernels_s": linfo["kernel_seconds"],
                               "convolution_s": linfo["photon_tail_seconds"],
