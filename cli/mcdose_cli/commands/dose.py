@@ -63,9 +63,9 @@ def _check_arguments(out, report_dir, inputs, histories, kernel_histories, force
               "Output: dose rate at scan time (Gy/s).")
 @click.option("--ct", type=click.Path(path_type=Path), required=True,
               help="CT of the (first) SPECT/CT session in HU: DICOM folder/file or image.")
-@click.option("--method", type=click.Choice(["vdk", "cnn", "mc"]), required=True,
+@click.option("--method", type=click.Choice(["vdk", "cnn", "mc", "lvdk"]), required=True,
               help="vdk: kernel convolution; cnn: residual CNN (needs --model); mc: Monte "
-              "Carlo.")
+              "Carlo; lvdk: learned density-specific kernels (shipped model, 4 mm voxels).")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="Residual-CNN model file (--method cnn); refused if trained for another "
               "voxel size or nuclide.")

@@ -1,4 +1,4 @@
-"""``mcdose vdk CASE... [--source spect|activity] [--kernels single|tissue]``.
+"""``mcdose vdk CASE... [--source spect|activity] [--kernels single|tissue|learned]``.
 
 Composition only: :func:`mcdose.vdk.vdk_case` convolves each case's activity with the voxel
 dose kernels (cached, or generated at the case's voxel size) and writes ``dose/vdk``; this
@@ -21,10 +21,12 @@ from mcdose_cli.options import force_large_option
 @click.argument("cases", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--source", type=click.Choice(["spect", "activity"]), default="spect",
               show_default=True, help="Activity dataset to convolve.")
-@click.option("--kernels", "kernels", type=click.Choice(["single", "tissue"]), default="single",
-              show_default=True,
+@click.option("--kernels", "kernels", type=click.Choice(["single", "tissue", "learned"]),
+              default="single", show_default=True,
               help="single: soft-tissue kernel × 1.04/ρ (the paper); tissue: one kernel per "
-              "tissue class (lung, soft tissue, bone).")
+              "tissue class (lung, soft tissue, bone); learned: a kernel per voxel predicted "
+              "from the density around it (lvdk, needs torch; cubic voxels of the model's "
+              "size).")
 @click.option("--kernel", "kernel_files", multiple=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="Kernel file(s) to use (summed, e.g. a β and a photon kernel) instead of "

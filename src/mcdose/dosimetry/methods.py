@@ -11,6 +11,9 @@
 ``mc``
     Monte Carlo transport of the activity through the density map
     (:func:`mcdose.transport.simulate_dose`); also returns the relative standard error.
+``lvdk``
+    Learned density-specific kernels (:mod:`lvdk`, docs/lvdk.md): every active voxel's
+    kernel predicted from the density around it, superposed, plus the photon tail by FFT.
 
 Every engine is linear in the activity: an activity map in MBq gives a dose rate in Gy/s, a
 time-integrated activity in MBq·s gives an absorbed dose in Gy.  GPU libraries and torch are
@@ -43,7 +46,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-METHODS: tuple[str, ...] = ("vdk", "cnn", "mc")
+METHODS: tuple[str, ...] = ("vdk", "cnn", "mc", "lvdk")
 #: VDK kernel modes (see :func:`vdk_dose_rate`)
 VDK_KERNELS: tuple[str, ...] = ("single", "tissue")
 #: Monte Carlo decays simulated by default (a few minutes on a CPU, seconds on a GPU)
@@ -186,7 +189,7 @@ def compute_dose_rate(
 
     Parameters
     ----------
-    method : {"vdk", "cnn", "mc"}
+    method : {"vdk", "cnn", "mc", "lvdk"}
     activity_MBq : ndarray (z, y, x)
         Activity per voxel (MBq), or time-integrated activity (MBq·s) for a dose in Gy.
     density : ndarray (z, y, x)
@@ -227,6 +230,17 @@ def compute_dose_rate(
                 "device": result.device, "batches": int(result.batches),
                 "decays_per_second": float(result.decays_per_second)}
         rate, unc = result.dose_rate_Gy_s, result.relative_uncertainty
+    elif method == "lvdk":
+        # learned density-specific kernels (lvdk, torch); ``model`` may be an lvdk model
+        # file or LoadedKernelModel, else the shipped model
+        from lvdk.superpose import lvdk_dose
+
+        lv_model = model if model is not None and not hasattr(model, "normalization") else None
+        rate, lv_info = lvdk_dose(activity, rho, geometry.spacing_mm, model=lv_model,
+                                  nuclide=nuclide, kernel_histories=kernel_histories,
+                                  device=device, progress=progress)
+        info = {"method": "lvdk", **lv_info}
+        unc = None
     else:
         rate, kernel_info = vdk_dose_rate(
             activity, rho, geometry, nuclide=nuclide,

@@ -501,8 +501,10 @@ def vdk_case(
         Case file with ``density`` and the source dataset.
     source : {"spect", "activity"}
         Activity to convolve (MBq per voxel).
-    kernels : {"single", "tissue"}
-        The paper's single soft-tissue kernel with density scaling, or tissue classes.
+    kernels : {"single", "tissue", "learned"}
+        The paper's single soft-tissue kernel with density scaling, tissue classes, or the
+        learned density-specific kernels of :mod:`lvdk` (:func:`mcdose.vdk.learned.learned_case`;
+        needs torch).
     kernel_files : sequence of path, optional
         Use these kernel files (summed; e.g. a β and a photon kernel) instead of cached or
         generated ones (``kernels="single"`` only).  Their voxel size must equal the case
@@ -551,8 +553,15 @@ def vdk_case(
     path = Path(path)
     if source not in ("spect", "activity"):
         raise InputError(f"source must be 'spect' or 'activity', got {source!r}")
-    if kernels not in ("single", "tissue"):
-        raise InputError(f"kernels must be 'single' or 'tissue', got {kernels!r}")
+    if kernels not in ("single", "tissue", "learned"):
+        raise InputError(f"kernels must be 'single', 'tissue' or 'learned', got {kernels!r}")
+    if kernels == "learned":
+        if kernel_files:
+            raise InputError("kernel files can only be used with kernels='single'")
+        from mcdose.vdk.learned import learned_case
+
+        return learned_case(path, source=source, output=output, histories=histories,
+                            seed=seed, device=device, force=force, progress=progress)
     if not output.startswith("dose/"):
         raise InputError(f"output must be a dataset under dose/, got {output!r}")
     info = read_case_info(path)
