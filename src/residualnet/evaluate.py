@@ -322,9 +322,9 @@ def goal_uncertainty(cases: list[dict[str, Any]], goals: list[dict[str, Any]], *
     """Add to every goal how sure the test cases make it: a bootstrap over cases.
 
     A goal compares the CNN's mean over a class (over cases, over lesions for the lesion
-    rows) with a threshold (``factor`` × the lowest of the reference methods' means).  The cases are drawn
-    ``resamples`` times with replacement (all lesions of a drawn case come with it) and the
-    ratio CNN / threshold is recomputed on each draw.
+    rows) with a threshold (``factor`` × the lowest of the reference methods' means).  The
+    cases are drawn ``resamples`` times with replacement (all lesions of a drawn case come
+    with it) and the ratio CNN / threshold is recomputed on each draw.
 
     Parameters
     ----------
