@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the campaign's result JSON (own test split)")
     p.add_argument("--external", required=True, type=Path,
                    help="the campaign's external-set result JSON")
+    p.add_argument("--dataset", type=Path, default=None,
+                   help="the training dataset folder (its manifest gives the cases and seeds; "
+                   "default: the one the results name)")
+    p.add_argument("--external-dataset", type=Path, default=None,
+                   help="the external set's folder (default: the one the results name)")
     p.add_argument("--name", default=None, help="model name (default residualnet.shipped's)")
     p.add_argument("--out", type=Path, default=ROOT / "src" / "residualnet" / "models")
     p.add_argument("--commit", default=None, help="git commit of the code that trained it")
@@ -158,10 +163,32 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def _manifest_cases(folder: Path | None) -> list[dict[str, Any]]:
+    """The complete cases of a dataset manifest (``[]`` without one)."""
+    if folder is None or not (Path(folder) / "manifest.json").exists():
+        return []
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    return [c for c in manifest["cases"] if c.get("complete", True)]
+
+
+def _seed_text(cases: list[dict[str, Any]]) -> str:
+    seeds = sorted(int(c["seed"]) for c in cases if "seed" in c)
+    if not seeds:
+        return "?"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(str(s) for s in seeds)
+
+
 def make_card(model_path: Path, results: dict[str, Any], external: dict[str, Any], *,
               name: str, file_name: str, sha256: str, commit: str,
-              notes: list[str]) -> dict[str, Any]:
-    """The card as a dict (see the module docstring)."""
+              notes: list[str], dataset_cases: list[dict[str, Any]] | None = None,
+              external_cases: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The card as a dict (see the module docstring).
+
+    ``dataset_cases`` / ``external_cases``: the manifests' complete cases (their seeds);
+    default: the cases the results count.
+    """
     from residualnet.modelfile import load_model
 
     model = load_model(model_path)
@@ -185,7 +212,12 @@ def make_card(model_path: Path, results: dict[str, Any], external: dict[str, Any
     }
     compute["total_s"] = sum(v for k, v in compute.items() if k.endswith("_s"))
     first_seed = int(params["seed"])
-    ext_seed = int(ext_params["seed"])
+    n_cases = sum(results["dataset"]["cases_per_split"].values())
+    n_external = len(external["cases"])
+    train_seeds = (_seed_text(dataset_cases) if dataset_cases
+                   else f"{first_seed}–{first_seed + n_cases - 1}")
+    ext_seeds = (_seed_text(external_cases) if external_cases
+                 else f"{int(ext_params['seed'])}–{int(ext_params['seed']) + n_external - 1}")
     return {
         "name": name,
         "file": file_name,
@@ -205,9 +237,9 @@ def make_card(model_path: Path, results: dict[str, Any], external: dict[str, Any
             "preset": params["preset"],
             "grid_zyx": params.get("shape_zyx"),
             "voxel_mm": params.get("spacing_mm"),
-            "cases": params["cases"],
+            "cases": n_cases,
             "cases_per_split": results["dataset"]["cases_per_split"],
-            "phantom_seeds": f"{first_seed}–{first_seed + int(params['cases']) - 1}",
+            "phantom_seeds": train_seeds,
             "campaign_seed": first_seed,
             "decays_per_case": params["histories"],
             "mc_batches": params.get("batches"),
@@ -226,10 +258,10 @@ def make_card(model_path: Path, results: dict[str, Any], external: dict[str, Any
         },
         "compute": compute,
         "evaluation": {
-            "set": (f"external: {ext_params['cases']} new virtual patients, phantom seeds "
-                    f"{ext_seed}–{ext_seed + int(ext_params['cases']) - 1} (never seen in "
-                    f"training or in the choice of epoch), {ext_params['histories']:.3g} MC "
-                    f"decays per case for the truth and for MC-on-SPECT"),
+            "set": (f"external: {n_external} new virtual patients, phantom seeds "
+                    f"{ext_seeds} (never seen in training or in the choice of epoch), "
+                    f"{ext_params['histories']:.3g} MC decays per case for the truth and for "
+                    f"MC-on-SPECT"),
             **rescore(external),
             "bootstrap": external["evaluation"].get("bootstrap"),
             "truth_noise_floor": external["evaluation"].get("truth_noise_floor"),
@@ -359,9 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.load(target, map_location="cpu", weights_only=True)  # loads weights-only
     results = json.loads(args.results.read_text())
     external = json.loads(args.external.read_text())
+    dataset = args.dataset or Path(results["evaluation"]["dataset"])
+    external_dataset = args.external_dataset or Path(external["evaluation"]["dataset"])
     card = make_card(target, results, external, name=name, file_name=target.name,
                      sha256=file_sha256(target), commit=args.commit or _git_head(),
-                     notes=args.note)
+                     notes=args.note, dataset_cases=_manifest_cases(dataset),
+                     external_cases=_manifest_cases(external_dataset))
     write_json(args.out / f"{name}.json", card, indent=1, allow_nan=True)
     with atomic_path(args.out / f"{name}.md") as tmp:
         tmp.write_text(card_markdown(card), encoding="utf-8")

@@ -13,7 +13,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
                         device="cpu", spect_backend="gaussian", kernel_histories=20_000,
                         model={"pack_size": 5, "stem_kernels": ((3, 3, 3), (1, 3, 3)),
                                "stem_channels": (4, 4), "unet_width": 4, "unet_levels": 2},
-                        batch_size=8)  # fmt: skip
+                        batch_size=8, workers=1)  # fmt: skip
     lines: list[str] = []
     result = run_demo(tmp_path / "demo", config, echo=lines.append, progress=False)
     for path in (result.model_path, result.report_html, result.patient_dose,
