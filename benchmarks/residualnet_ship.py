@@ -41,10 +41,11 @@ INTENDED_USE = [
     "Absorbed-dose rate (or, fed a time-integrated activity, absorbed dose) of Lu-177 from a "
     "quantitative SPECT/CT, as a research tool: the VDK dose corrected by the CNN towards "
     "Monte Carlo on the true activity.",
-    "Inputs like the training data: a SPECT reconstructed with the factory's protocol (60 "
-    "views, OSEM 6 iterations x 6 subsets, 6 mm projection pixels, MEGP-like collimator, "
-    "attenuation- and scatter-corrected) at count levels of 3-19 million, a CT converted "
-    "with the paper's bilinear HU calibration, run on a 4 mm grid.",
+    "Inputs like the training data: a SPECT simulated and reconstructed with the factory's "
+    "protocol (PyTomography: 60 views, the 208 keV photopeak, a medium-energy collimator "
+    "(Siemens MELP), OSEM 6 iterations x 6 subsets with attenuation and PSF modelling and no "
+    "scatter, 6 mm projection pixels) at 3-19 million counts, quantitative (MBq), a CT "
+    "converted with the paper's bilinear HU calibration, run on a 4 mm grid.",
     "Uptake like the virtual patients': liver, spleen, kidneys (cortex and medulla), "
     "blood pool, bowel and a low background, with 0-5 lesions of 5-50 mm in the liver "
     "and elsewhere.",
@@ -171,6 +172,22 @@ def _manifest_cases(folder: Path | None) -> list[dict[str, Any]]:
     return [c for c in manifest["cases"] if c.get("complete", True)]
 
 
+def _spect_attributes(folder: Path | None, cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """The SPECT protocol and backend recorded in the first case file (``{}`` without)."""
+    if folder is None or not cases:
+        return {}
+    import h5py
+
+    try:
+        with h5py.File(Path(folder) / cases[0]["file"], "r") as f:
+            attrs = f["spect"].attrs
+            return {"backend": str(attrs.get("backend", "")),
+                    "method": str(attrs.get("method", "")),
+                    "protocol": json.loads(attrs.get("protocol", "{}"))}
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
 def _seed_text(cases: list[dict[str, Any]]) -> str:
     seeds = sorted(int(c["seed"]) for c in cases if "seed" in c)
     if not seeds:
@@ -183,7 +200,8 @@ def _seed_text(cases: list[dict[str, Any]]) -> str:
 def make_card(model_path: Path, results: dict[str, Any], external: dict[str, Any], *,
               name: str, file_name: str, sha256: str, commit: str,
               notes: list[str], dataset_cases: list[dict[str, Any]] | None = None,
-              external_cases: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+              external_cases: list[dict[str, Any]] | None = None,
+              spect: dict[str, Any] | None = None) -> dict[str, Any]:
     """The card as a dict (see the module docstring).
 
     ``dataset_cases`` / ``external_cases``: the manifests' complete cases (their seeds);
@@ -246,6 +264,7 @@ def make_card(model_path: Path, results: dict[str, Any], external: dict[str, Any
             "spect_protocol": params.get("spect_protocol"),
             "spect_backend": params.get("spect_backend"),
             "count_levels": params.get("count_levels"),
+            "spect_as_simulated": spect or {},
             "seed_rules": params.get("seed_rules"),
         },
         "recipe": {
@@ -280,6 +299,8 @@ def card_markdown(card: dict[str, Any]) -> str:
     recipe = card["recipe"]
     compute = card["compute"]
     protocol = data.get("spect_protocol") or {}
+    simulated = data.get("spect_as_simulated") or {}
+    full = simulated.get("protocol") or {}
     levels = ", ".join(f"{v:.3g}" for v in data.get("count_levels") or [])
     split = ", ".join(f"{v} {k}" for k, v in sorted(data["cases_per_split"].items()))
     arch = card["architecture"]
@@ -306,10 +327,14 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"{data['campaign_seed']}; per-stage seeds: {data.get('seed_rules')})",
         f"- truth: Monte Carlo on the true activity, {data['decays_per_case']:.3g} decays "
         f"per case ({data.get('mc_batches')} batches)",
-        f"- SPECT: {data.get('spect_backend')} backend, {protocol.get('views')} views, OSEM "
-        f"{protocol.get('iterations')} iterations × {protocol.get('subsets')} subsets, "
-        f"{protocol.get('pixel_mm')} mm projection pixels; count levels {levels} (one per "
-        f"case, drawn from its seed)",
+        f"- SPECT: {simulated.get('backend') or data.get('spect_backend')} backend, "
+        f"{protocol.get('views')} views, OSEM {protocol.get('iterations')} iterations × "
+        f"{protocol.get('subsets')} subsets, {protocol.get('pixel_mm')} mm projection pixels"
+        + (f", {full.get('collimator')} collimator, {full.get('energy_keV')} keV, attenuation "
+           f"{'on' if full.get('attenuation') else 'off'}, PSF "
+           f"{'on' if full.get('psf') else 'off'}, scatter {full.get('scatter')}"
+           if full else "")
+        + f"; count levels {levels} (one per case, drawn from its seed)",
         f"- code: commit `{card['commit']}`, mcdose "
         f"{card['software'].get('software_version', '?')}, torch "
         f"{card['software'].get('torch', '?')}",
@@ -396,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     card = make_card(target, results, external, name=name, file_name=target.name,
                      sha256=file_sha256(target), commit=args.commit or _git_head(),
                      notes=args.note, dataset_cases=_manifest_cases(dataset),
-                     external_cases=_manifest_cases(external_dataset))
+                     external_cases=_manifest_cases(external_dataset),
+                     spect=_spect_attributes(dataset, _manifest_cases(dataset)))
     write_json(args.out / f"{name}.json", card, indent=1, allow_nan=True)
     with atomic_path(args.out / f"{name}.md") as tmp:
         tmp.write_text(card_markdown(card), encoding="utf-8")
