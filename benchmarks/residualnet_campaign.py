@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="small", choices=("paper", "small", "tiny"))
     p.add_argument("--histories", type=float, default=2e7, help="MC decays per MC run")
     p.add_argument("--seed", type=int, default=1000, help="campaign seed")
+    p.add_argument("--workers", type=int, default=1,
+                   help="dataset-factory worker processes (cases built in parallel)")
     p.add_argument(
         "--spect",
         default="demo",
@@ -161,7 +163,8 @@ def build(args: argparse.Namespace, dataset: Path, *, external: bool = False) ->
                                                                                args.seed)
     summary = build_dataset(
         dataset, cases=cases, preset=args.preset, seed=seed,
-        histories=int(args.histories), workers=1, progress=True, device=args.device,
+        histories=int(args.histories), workers=args.workers, progress=True,
+        device=args.device,
         spect_protocol=_spect_protocol(args.spect), spect_backend=args.spect_backend,
         vdk_options=(
             {"histories": int(args.kernel_histories)} if args.kernel_histories else None

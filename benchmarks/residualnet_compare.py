@@ -6,7 +6,9 @@ to the goal's threshold (< 1: met), its 95 % bootstrap CI and the share of boots
 which the goal is met; the goals met per run; and the mean MDE and NRMSE of every region for
 VDK, MC-on-SPECT (from the first file) and each run's CNN, with the NRMSE floor set by the
 truth's own MC noise where the evaluation has it.  Runs evaluated on different test
-cases are refused: their VDK columns would differ.
+cases are refused: their VDK columns would differ.  The summary and goals are recomputed
+from each file's per-case metrics with the current :mod:`residualnet.evaluate` (the goals
+as scored now, e.g. the lesion goals of issue 24); ``--as-recorded`` keeps the files' own.
 
 Examples
 --------
@@ -39,8 +41,19 @@ def run_name(path: Path) -> str:
     return match["run"] if match else path.stem
 
 
-def load_run(path: Path) -> dict[str, Any]:
-    """A campaign result file's evaluation, checked to carry a table and goals."""
+def rescored(evaluation: dict[str, Any], cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """``evaluation`` with its summary and goals recomputed from the per-case metrics."""
+    from residualnet.evaluate import accuracy_goals, goal_uncertainty, summarize
+
+    summary = summarize(cases, evaluation["methods"])
+    goals = accuracy_goals(summary)
+    goal_uncertainty(cases, goals)
+    return {**evaluation, "summary": summary, "goals": goals}
+
+
+def load_run(path: Path, rescore: bool = True) -> dict[str, Any]:
+    """A campaign result file's evaluation, checked to carry a table and goals; with
+    ``rescore`` (and per-case metrics in the file) scored by the current code."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -49,8 +62,11 @@ def load_run(path: Path) -> dict[str, Any]:
     if not isinstance(evaluation, dict) or "summary" not in evaluation or \
             "goals" not in evaluation:
         raise InputError(f"{path}: not a residualnet campaign result (no evaluation table)")
+    cases = record.get("cases") or []
+    if rescore and cases and all("regions" in c for c in cases):
+        evaluation = rescored(evaluation, cases)
     return {"name": run_name(path), "evaluation": evaluation,
-            "cases": [c["case"] for c in record.get("cases") or []]}
+            "cases": [c["case"] for c in cases]}
 
 
 def _ratio_cell(goal: dict[str, Any]) -> str:
@@ -92,7 +108,7 @@ def compare(runs: list[dict[str, Any]]) -> str:
         "",
         f"{len(cases)} test case(s); each goal cell: CNN / threshold (< 1 met), 95 % bootstrap "
         "CI over the cases (lesions go with their case), share of draws met; ✗ not met on the "
-        "means.  *(extra)*: listed, not counted among the issue's goals.",
+        "means.  *(extra)*: listed, not counted among the goals.",
         "",
         "| goal | " + " | ".join(f"`{n}`" for n in names) + " |",
         "|---|" + "---|" * len(runs),
@@ -152,9 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("results", nargs="+", type=Path, help="campaign result JSON files")
     p.add_argument("--out", type=Path, default=None, help="Markdown file (default: stdout)")
+    p.add_argument("--as-recorded", action="store_true",
+                   help="the files' own goals, not rescored by the current evaluation code")
     args = p.parse_args(argv)
     try:
-        page = compare([load_run(path) for path in args.results])
+        page = compare([load_run(path, rescore=not args.as_recorded)
+                        for path in args.results])
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "train-residual": ("train_residual", "train_residual", "Train the residual CNN."),
     "evaluate": ("evaluate", "evaluate", "Evaluate VDK, MC-on-SPECT and CNN on a test split."),
     "dose": ("dose", "dose", "Patient dosimetry from SPECT/CT."),
+    "models": ("models", "models", "List the shipped residual-CNN models and their cards."),
     "demo": ("demo", "demo", "Run the whole pipeline on a small default."),
 }
 

@@ -8,8 +8,10 @@ Med. Phys. 49 (2022) 1216).  Modules, one job each:
 * :mod:`residualnet.normalization` — exact, invertible input/output scaling;
 * :mod:`residualnet.data` — manifest, split by case, slice packs streamed from case files;
 * :mod:`residualnet.train` — training (Adam, ReduceLROnPlateau, AMP, checkpoints, DDP);
-* :mod:`residualnet.losses` — names and defaults of the training losses (no torch);
+* :mod:`residualnet.losses` — the training losses, their names and defaults (torch is
+  imported only when a loss is computed);
 * :mod:`residualnet.modelfile` — model files (:func:`save_model`, :func:`load_model`);
+* :mod:`residualnet.shipped` — the models shipped with mcdose and their cards (no torch);
 * :mod:`residualnet.infer` — whole-volume prediction (:func:`predict_case`);
 * :mod:`residualnet.evaluate` — MDE/NRMSE report against Monte Carlo;
 * :mod:`residualnet.synthetic` — tiny synthetic case files for tests and smoke runs.

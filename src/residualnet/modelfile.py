@@ -67,6 +67,9 @@ class LoadedModel:
     provenance: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: name of the shipped model (:mod:`residualnet.shipped`) this is, else None; a shipped
+    #: model is applied to other grids by resampling to its voxel size
+    shipped: str | None = None
 
     @property
     def parameters(self) -> int:

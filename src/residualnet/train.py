@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from mcdose.errors import InputError, McdoseError
@@ -70,11 +69,11 @@ from residualnet.data import (
 )
 from residualnet.infer import resolve_device
 from residualnet.losses import (
-    LESION_LABEL_BASE,
     LOSSES,
     NRMSE_FLOOR_DEFAULT,
     NRMSE_REFERENCES,
     REGION_LOSS_DEFAULTS,
+    training_loss,
 )
 from residualnet.model import ModelConfig, ResidualDoseNet, build_model, count_parameters
 from residualnet.modelfile import model_record, same_nuclide
@@ -106,94 +105,33 @@ class TrainConfig:
     lr
         Initial Adam learning rate (1e-3).
     loss
-        ``"mse"`` (paper); ``"body"``: MSE weighted 1 inside the body and
-        ``outside_weight`` outside; ``"poisson"``: squared error inside the body weighted by
-        ``1 / (VDK̂ + poisson_floor)`` — the variance of a Monte Carlo tally grows in
-        proportion to the dose, so this is the maximum-likelihood weighting of the noisy
-        target, and it stops the high-dose voxels (lesions, ≈ 1 in normalised units) from
-        drowning the low-dose ones (healthy tissue, ≈ 0.01) as the plain MSE does;
-        ``"organ"``: the MSE plus ``organ_weight`` × the mean squared *relative* error of the
-        mean dose of every labelled region (organ, lesion, rest of the body) in every slice,
-        ``((D̄_pred − D̄_GT) / (D̄_GT + organ_floor))²`` over the regions with at least
-        ``organ_min_voxels`` voxels in the slice — the per-slice version of the paper's MDE,
-        the quantity a dosimetrist reports.  The plain MSE is dominated by lesions and by the
-        truth's Monte Carlo noise; this term gives every region's mean dose a term of its own
-        and averages the noise out (squared, it is still led by the largest errors).  The
-        labels are used in the loss only: the network still sees SPECT and density
-        alone; ``"mde"``: the same with the absolute instead of the squared relative error —
-        the per-slice MDE itself, whose gradient is the same for every region whatever the
-        size of its error, so that the lesions' large errors do not outweigh the organs'
-        small ones; ``"poisson-mde"``: the ``"poisson"`` voxel term plus that region term
-        (the MSE leaves the voxels of low-dose organs nearly unweighted, so the region term
-        alone can buy their mean with voxel-wise scatter).
+        ``"mse"`` (paper), ``"body"``, ``"poisson"``, ``"organ"``, ``"mde"``,
+        ``"poisson-mde"``: :mod:`residualnet.losses` defines each.  The labels are used by
+        the loss only; the network sees SPECT and density alone.
     outside_weight
-        Weight of voxels outside the body for ``loss="body"``.
+        ``loss="body"``: weight of the voxels outside the body.
     poisson_floor
-        ``loss="poisson"``: normalised dose added to the VDK in the weight (bounds the weight
-        in the near-zero dose of air and far tissue); 0.01 is about the body's median.
-    organ_weight
-        Region losses: weight of the region term (dimensionless) against the voxel term;
-        None: 0.01 / 0.001 / 0.02 for ``organ`` / ``mde`` / ``poisson-mde``.
-        With the VDK as prediction, on the CPU campaign's data, the MSE is 1.6e-4, the
-        Poisson term 3.2e-3, the squared region term 0.027 and the absolute one 0.21: the
-        defaults give the region term 1.7× / 1.3× / 1.3× the voxel term's weight at the
-        start (docs/residualnet.md).
-    organ_floor
-        Region losses: normalised dose added to the true region mean in the denominator;
-        None: 0.05 for ``organ``, else 0.01.  For ``organ``, 0.05 is about the healthy liver's
-        normalised dose (spleen ≈ 0.14, kidneys ≈ 0.13–0.27, lesions ≈ 0.6; lungs, ribs,
-        fat and the rest of the body ≈ 0.005–0.02): errors of organs with uptake count
-        relative, those of low-dose tissue about absolute, so the lungs' and ribs' large
-        relative errors (a few ×10⁻³ in absolute terms) do not dominate the squared term;
-        the absolute term needs no such damping.
+        Poisson weight ``1 / (VDK̂ + poisson_floor)``: bounds it in air and far tissue;
+        0.01 is about the body's median normalised dose.
+    organ_weight, organ_floor
+        Region losses: weight of the region-mean term, and the normalised dose added to the
+        true region mean in its denominator; None: the loss's defaults
+        (``residualnet.losses.REGION_LOSS_DEFAULTS``: 0.01 / 0.05 for ``organ``, 0.001 /
+        0.01 for ``mde``, 0.02 / 0.01 for ``poisson-mde``).
     organ_min_voxels
-        Region losses: regions with fewer voxels in a slice are left out
-        (their mean is mostly Monte Carlo noise).
-    lesion_weight
-        Region losses: weight of a lesion's term against an organ's (1: every region alike).
-        Lesions are the labels from ``residualnet.losses.LESION_LABEL_BASE`` (100) up, as the
-        phantoms number them; the region term becomes the weighted mean
-        ``Σ w·|e|^p / Σ w`` over the qualifying (slice, region) pairs.
-    lesion_min_voxels
-        Region losses: ``organ_min_voxels`` for lesions (None: the same).  At 4 mm voxels a
-        lesion below ≈ 9 mm has fewer than 4 voxels in every slice, so with the default it
-        never enters the region term; lesion means are high doses with little Monte Carlo
-        noise, so a lower threshold is safe for them.
-    nrmse_weight
-        Region losses: weight of a third term, the mean per-slice region NRMSE
-        (:func:`region_nrmse`, over the same regions, voxel thresholds and lesion weight as
-        the region-mean term), 0 = off.  The region-mean term sees only each region's mean
-        and the Poisson term weighs voxels by ``1/VDK̂``, so neither asks for the *relative*
-        voxel error that the paper's NRMSE measures in organs with uptake.  With the VDK as
-        prediction, on the CPU campaign's data, the term is ≈ 0.23 at ``nrmse_floor`` 0.05
-        (0.51 at 0.01), so 0.01 gives it about 0.7× the Poisson term's weight at the start.
-    nrmse_floor
-        Normalised dose whose square is added per voxel to the NRMSE term's denominator:
-        0.05, the healthy liver's normalised dose, makes the errors of organs with uptake count
-        relative and those of low-dose tissue (lungs, fat, rest of the body ≈ 0.005–0.02,
-        where the truth's Monte Carlo noise is largest) about absolute.  At 0.01 the
-        low-dose regions' noise led the term: on the CPU campaign (weight 0.01) the
-        validation cases' mean goal ratio was 0.93–1.07 at epochs 10–16, against
-        0.70–0.82 without the term.
-    nrmse_reference
-        What the NRMSE term divides by.  ``"truth"``: the true dose, ``Σ (D² + F²)``, and
-        the term is the region NRMSE itself (:func:`region_nrmse`).  ``"vdk"``: the VDK
-        estimate, ``Σ (VDK̂² + F²)``, and the term is that ratio's *square*
-        (:func:`region_relative_mse`), a weighted voxel MSE whose weights depend on the
-        inputs only, so that its minimiser is the conditional mean of the truth: no bias.
-        With ``"truth"`` a region weighs the more the lower its true dose turns out, and
-        the square root weighs it by the inverse of its own error; both favour predictions
-        below the truth where the SPECT leaves the truth uncertain: with weight 0.01 the CPU
-        campaign's rest-of-body mean dose came out 9.1 % low on the external test set (the
-        other runs: 0.4–1.1 % off); with ``"vdk"`` at weight 0.02, +0.1 %, with the same
-        NRMSE gain in the healthy liver and the spleen (docs/residualnet.md).
-        ``"vdk"`` leaves the lesions out (their weight in this term is 0; the region-mean
-        term still weighs them): the VDK spreads a small lesion's dose, its energy in a
-        lesion slice is then a fraction of the truth's, and on the CPU campaign's training
-        batches (VDK as prediction, floor 0.05) the lesion slices' ratios averaged 5.3 against
-        0.06 for the organs', the top 1 % of (slice, region) pairs held 70 % of the term.
-        The organs' mean is 0.062, so weight 0.02 gives it about the same gradient as
-        ``"truth"`` at 0.01 (``d√r = dr / 2√r`` with ``√r`` ≈ 0.23).
+        Region losses: regions with fewer voxels in a slice are left out (their mean is
+        mostly Monte Carlo noise).
+    lesion_weight, lesion_min_voxels
+        Region losses: weight of a lesion's term (labels from
+        ``residualnet.losses.LESION_LABEL_BASE`` up) against an organ's, and its voxel
+        threshold (None: ``organ_min_voxels``; at 4 mm a lesion below ≈ 9 mm never has 4
+        voxels in a slice).
+    nrmse_weight, nrmse_floor, nrmse_reference
+        Region losses: weight of the region NRMSE term (0: off), the normalised dose whose
+        square is added per voxel to its denominator (0.05, the healthy liver's), and what
+        it divides by: ``"truth"`` (:func:`residualnet.losses.region_nrmse`) or ``"vdk"``
+        (:func:`residualnet.losses.region_relative_mse`, organs only; unbiased, the shipped
+        recipe at weight 0.02).  Measured effects: docs/residualnet.md.
     ema_decay
         Exponential moving average of the weights (Polyak averaging), 0 = off.  After every
         optimiser step ``w̄ ← d·w̄ + (1 − d)·w`` with ``d = min(ema_decay, (1 + t)/(10 + t))``
@@ -417,202 +355,6 @@ def _barrier(ctx: _Dist) -> None:
         import torch.distributed as dist
 
         dist.barrier()
-
-
-# -- helpers -----------------------------------------------------------------------------------
-def _region_groups(pred: torch.Tensor, labels: torch.Tensor, min_voxels: int,
-                   lesion_weight: float, lesion_min_voxels: int | None,
-                   lesion_base: int) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor,
-                                               torch.Tensor]:
-    """The (slice, label) groups shared by the region terms.
-
-    Returns the flat group index of every voxel, the voxel count per group, the number of
-    groups, the mask of qualifying groups (label ≠ 0, enough voxels), and the weight of each
-    qualifying group (``lesion_weight`` for lesions, else 1).
-    """
-    n = pred.shape[0]
-    lab = labels.reshape(n, -1).round().long()
-    n_labels = int(lab.max()) + 1 if lab.numel() else 1
-    index = (torch.arange(n, device=lab.device)[:, None] * n_labels + lab).reshape(-1)
-    size = n * n_labels
-    count = torch.zeros(size, device=pred.device).index_add_(
-        0, index, torch.ones(index.numel(), device=pred.device))
-    lesion_min = min_voxels if lesion_min_voxels is None else lesion_min_voxels
-    is_lesion = (torch.arange(n_labels, device=pred.device) >= lesion_base).repeat(n)
-    keep = count >= torch.where(is_lesion, float(lesion_min), float(min_voxels))
-    keep.view(n, n_labels)[:, 0] = False
-    weight = torch.where(is_lesion[keep], float(lesion_weight), 1.0)
-    return index, count, size, keep, weight
-
-
-def region_mean_error(pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor,
-                      floor: float, min_voxels: int, power: int = 2, lesion_weight: float = 1.0,
-                      lesion_min_voxels: int | None = None,
-                      lesion_base: int = LESION_LABEL_BASE) -> torch.Tensor:
-    """Mean squared (or absolute) relative error of the per-slice region means.
-
-    The region term of ``loss="organ"`` (``power=2``) and ``loss="mde"`` (``power=1``).
-
-    Parameters
-    ----------
-    pred, target
-        ``(N, 1, H, W)`` predicted and true normalised dose.
-    labels
-        ``(N, 1, H, W)`` label map (float or integer; 0 = outside the body, left out).
-    floor
-        Normalised dose added to the true mean in the denominator.
-    min_voxels
-        Regions with fewer voxels in a slice are left out.
-    power
-        2: squared relative error; 1: absolute relative error.
-    lesion_weight
-        Weight of a lesion's (label ≥ ``lesion_base``) term; other regions weigh 1.
-    lesion_min_voxels
-        ``min_voxels`` for lesions (None: ``min_voxels``).
-    lesion_base
-        First lesion label.
-
-    Returns
-    -------
-    torch.Tensor
-        Scalar weighted mean over the qualifying (slice, label ≠ 0) pairs of
-        ``|(D̄_pred − D̄_GT) / (D̄_GT + floor)|^power``; 0 when no region qualifies.
-    """
-    p, t = pred.reshape(-1).float(), target.reshape(-1).float()
-    index, count, size, keep, weight = _region_groups(
-        pred, labels, min_voxels, lesion_weight, lesion_min_voxels, lesion_base)
-    if not bool(keep.any()):
-        return p.sum() * 0.0
-    sum_pred = torch.zeros(size, device=p.device).index_add_(0, index, p)
-    sum_true = torch.zeros(size, device=p.device).index_add_(0, index, t)
-    mean_pred, mean_true = sum_pred[keep] / count[keep], sum_true[keep] / count[keep]
-    relative = (mean_pred - mean_true) / (mean_true + floor)
-    error = relative.abs() if power == 1 else relative**2
-    return (weight * error).sum() / weight.sum().clamp_min(1e-12)
-
-
-def _region_energy_ratio(pred: torch.Tensor, target: torch.Tensor, reference: torch.Tensor,
-                         labels: torch.Tensor, floor: float, min_voxels: int,
-                         lesion_weight: float, lesion_min_voxels: int | None,
-                         lesion_base: int) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """``Σ (D̂ − D)² / Σ (R² + floor²)`` of every qualifying (slice, region) pair and its
-    weight (see :func:`_region_groups`); ``(None, weight)`` when no pair qualifies."""
-    p, t = pred.reshape(-1).float(), target.reshape(-1).float()
-    r = reference.reshape(-1).float()
-    index, count, size, keep, weight = _region_groups(
-        pred, labels, min_voxels, lesion_weight, lesion_min_voxels, lesion_base)
-    if not bool(keep.any()):
-        return None, weight
-    squared_error = torch.zeros(size, device=p.device).index_add_(0, index, (p - t) ** 2)
-    squared_ref = torch.zeros(size, device=p.device).index_add_(0, index, r**2)
-    return squared_error[keep] / (squared_ref[keep] + count[keep] * floor**2), weight
-
-
-def region_nrmse(pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, floor: float,
-                 min_voxels: int, lesion_weight: float = 1.0,
-                 lesion_min_voxels: int | None = None,
-                 lesion_base: int = LESION_LABEL_BASE, eps: float = 1e-6) -> torch.Tensor:
-    """Mean per-slice region NRMSE: the term that ``TrainConfig.nrmse_weight`` weighs.
-
-    For every (slice, region) pair that qualifies as in :func:`region_mean_error`,
-    ``√(Σ (D̂ − D)² / Σ (D² + floor²) + eps)`` over the region's voxels in the slice — the
-    paper's NRMSE of that region, restricted to one slice — then the weighted mean over the
-    pairs.  Unlike a voxel-wise MSE, every region's *relative* voxel error counts alike,
-    whatever its dose level; unlike the region-mean term, it sees how the dose is spread
-    inside the region, not only its mean.
-
-    Parameters
-    ----------
-    pred, target, labels, min_voxels, lesion_weight, lesion_min_voxels, lesion_base
-        As in :func:`region_mean_error`.
-    floor
-        Normalised dose whose square is added per voxel to the denominator (keeps the
-        near-zero regions from dominating).
-    eps
-        Added under the square root (finite gradient at zero error).
-
-    Returns
-    -------
-    torch.Tensor
-        Scalar (dimensionless); 0 when no region qualifies.
-    """
-    ratio, weight = _region_energy_ratio(pred, target, target, labels, floor, min_voxels,
-                                         lesion_weight, lesion_min_voxels, lesion_base)
-    if ratio is None:
-        return pred.float().sum() * 0.0
-    return (weight * torch.sqrt(ratio + eps)).sum() / weight.sum().clamp_min(1e-12)
-
-
-def region_relative_mse(pred: torch.Tensor, target: torch.Tensor, reference: torch.Tensor,
-                        labels: torch.Tensor, floor: float, min_voxels: int,
-                        lesion_weight: float = 1.0, lesion_min_voxels: int | None = None,
-                        lesion_base: int = LESION_LABEL_BASE) -> torch.Tensor:
-    """Mean per-slice region squared error relative to a reference dose's energy.
-
-    For every (slice, region) pair that qualifies as in :func:`region_mean_error`,
-    ``Σ (D̂ − D)² / Σ (R² + floor²)`` over the region's voxels in the slice, then the weighted
-    mean over the pairs: the square of :func:`region_nrmse` with the reference ``R`` (the
-    VDK estimate, an input of the network) in place of the truth ``D`` in the denominator.
-    Every voxel's squared error is weighed by a factor that does not depend on the truth, so
-    the term's minimiser is the conditional mean of the truth given the inputs, as for a
-    plain MSE, while every region's relative error counts alike whatever its dose level.
-
-    Parameters
-    ----------
-    pred, target, labels, min_voxels, lesion_weight, lesion_min_voxels, lesion_base
-        As in :func:`region_mean_error`.
-    reference
-        ``(N, 1, H, W)`` normalised reference dose (the VDK).
-    floor
-        Normalised dose whose square is added per voxel to the denominator.
-
-    Returns
-    -------
-    torch.Tensor
-        Scalar (dimensionless); 0 when no region qualifies.
-    """
-    ratio, weight = _region_energy_ratio(pred, target, reference.float().clamp_min(0.0),
-                                         labels, floor, min_voxels, lesion_weight,
-                                         lesion_min_voxels, lesion_base)
-    if ratio is None:
-        return pred.float().sum() * 0.0
-    return (weight * ratio).sum() / weight.sum().clamp_min(1e-12)
-
-
-def _poisson_term(pred: torch.Tensor, target: torch.Tensor, body: torch.Tensor,
-                  vdk: torch.Tensor, config: TrainConfig) -> torch.Tensor:
-    weight = body / (vdk.float().clamp_min(0.0) + config.poisson_floor)
-    return (weight * (pred - target) ** 2).sum() / body.sum().clamp_min(1.0)
-
-
-def _loss(pred: torch.Tensor, target: torch.Tensor, body: torch.Tensor, vdk: torch.Tensor,
-          config: TrainConfig, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Training loss on normalised doses (see :class:`TrainConfig` ``loss``)."""
-    pred = pred.float()
-    if config.loss == "mse":
-        return F.mse_loss(pred, target)
-    if config.loss in REGION_LOSS_DEFAULTS:
-        regions = body if labels is None else labels
-        voxels = (_poisson_term(pred, target, body, vdk, config) if config.loss == "poisson-mde"
-                  else F.mse_loss(pred, target))
-        total = voxels + config.organ_weight * region_mean_error(
-            pred, target, regions, config.organ_floor, config.organ_min_voxels,
-            power=2 if config.loss == "organ" else 1, lesion_weight=config.lesion_weight,
-            lesion_min_voxels=config.lesion_min_voxels,
-        )
-        if config.nrmse_weight > 0 and config.nrmse_reference == "vdk":
-            total = total + config.nrmse_weight * region_relative_mse(
-                pred, target, vdk, regions, config.nrmse_floor, config.organ_min_voxels,
-                lesion_weight=0.0)
-        elif config.nrmse_weight > 0:
-            total = total + config.nrmse_weight * region_nrmse(
-                pred, target, regions, config.nrmse_floor, config.organ_min_voxels,
-                lesion_weight=config.lesion_weight, lesion_min_voxels=config.lesion_min_voxels)
-        return total
-    if config.loss == "poisson":
-        return _poisson_term(pred, target, body, vdk, config)
-    weight = body + config.outside_weight * (1.0 - body)
-    return (weight * (pred - target) ** 2).sum() / weight.sum().clamp_min(1e-12)
 
 
 @torch.no_grad()
@@ -991,7 +733,7 @@ def _train(
                 optimizer.zero_grad(set_to_none=True)
                 with autocast():
                     pred = model(packs, vdk)
-                loss = _loss(pred, target, body, vdk, config, labels)
+                loss = training_loss(pred, target, body, vdk, config, labels)
                 finite = bool(torch.isfinite(loss))
                 if not finite and not use_scaler:
                     raise FloatingPointError(f"training loss is {loss.item()} at epoch {epoch + 1}")
@@ -1024,7 +766,8 @@ def _train(
                     with autocast():
                         pred = evaluated(packs, batch["vdk"].to(device))
                     vdk, labels = batch["vdk"].to(device), batch["labels"].to(device)
-                    loss = _loss(pred, target, batch["body"].to(device), vdk, config, labels)
+                    body = batch["body"].to(device)
+                    loss = training_loss(pred, target, body, vdk, config, labels)
                     totals[0] += float(loss) * len(target)
                     totals[1] += len(target)
                     if region_sums is not None:

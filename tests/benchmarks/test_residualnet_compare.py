@@ -97,3 +97,24 @@ def test_run_name_is_what_follows_the_preset():
     assert compare.run_name(Path("x/2026-11-21-cpu-2c-residualnet-small-medium-lw2-sg-external48"
                                  ".json")) == "medium-lw2-sg-external48"
     assert compare.run_name(Path("other.json")) == "other"
+
+
+def test_runs_are_rescored_from_their_per_case_metrics(tmp_path):
+    """A file whose recorded goals predate the lesion scoring of issue 24 is scored anew:
+    the ≥ 20 mm halving appears and the all-lesion halving is no longer counted."""
+    def region(volume_ml, vdk, cnn):
+        return {"volume_ml": volume_ml, "vdk": {"mde": vdk, "nrmse": vdk},
+                "cnn": {"mde": cnn, "nrmse": cnn}}
+
+    record = _record(0.02)
+    record["cases"] = [{"case": "case_0001", "regions": {
+        "spleen": region(150.0, 0.10, 0.02),
+        "tumour/lesion_1_liver": region(30.0, 0.30, 0.10),
+        "tumour_per_case": region(30.0, 0.30, 0.10)}}]
+    path = _write(tmp_path / "x-residualnet-small-a.json", record)
+    rescored = compare.load_run(path)["evaluation"]
+    regions = {(g["region"], g.get("extra", False)) for g in rescored["goals"]}
+    assert ("tumour_20mm", False) in regions and ("tumour", True) in regions
+    assert rescored["summary"]["tumour_20mm"]["cnn"]["mde"]["mean"] == 0.10
+    as_recorded = compare.load_run(path, rescore=False)["evaluation"]
+    assert as_recorded["goals"] == record["evaluation"]["goals"]

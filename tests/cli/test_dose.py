@@ -191,9 +191,19 @@ def _case(name, tmp_path):
         extra += ["--timepoint", f"{p.spect}:4", "--timepoint", f"{p.spect}:24",
                   "--timepoint-ct", f"48:{p.ct}"]
         needles = ["--timepoint-ct", "48"]
-    elif name == "cnn-without-model":
+    elif name == "cnn-shipped-other-nuclide":
+        pytest.importorskip("torch")
+        from residualnet.shipped import shipped_model
+
+        # a NIfTI SPECT (no DICOM nuclide to contradict --nuclide); no --model: the
+        # shipped model, trained for Lu-177
+        path = write_image(tmp_path / "spect.nii.gz",
+                           activity_bq_ml(SPECT_GEOMETRY, SPECT_SHAPE).astype(np.float32),
+                           SPECT_GEOMETRY)
+        args["--spect"] = str(path)
         args["--method"] = "cnn"
-        needles = ["--model"]
+        extra += ["--nuclide", "Y-90"]
+        needles = ["model trained for Lu-177", "Y-90", str(shipped_model().path)]
     elif name == "spect-and-timepoint":
         extra += ["--timepoint", f"{p.spect}:24"]
         needles = ["--spect", "--timepoint"]
@@ -215,7 +225,7 @@ def _case(name, tmp_path):
 BAD = ["no-overlap", "frames-differ", "missing-spacing", "non-finite", "negative", "hu-range",
        "unknown-nuclide", "empty-labels", "mismatched-labels", "model-voxel-size",
        "timepoints-out-of-order", "timepoint-format", "timepoint-ct-hours",
-       "cnn-without-model", "spect-and-timepoint",
+       "cnn-shipped-other-nuclide", "spect-and-timepoint",
        "counts-contradict-header", "counts-without-calibration"]
 
 
@@ -271,3 +281,34 @@ def test_bad_clinical_options(tmp_path, capsys, extra, needles):
     assert code == 2
     assert_cli_error(capsys.readouterr().err, *needles)
     assert list(out.iterdir()) == []
+
+
+def test_cnn_without_model_runs_the_shipped_model_resampled_and_says_so(tmp_path, capsys):
+    """The synthetic patient's SPECT grid has 4×4×6 mm voxels; the shipped model is for 4 mm:
+    the dose comes back on the SPECT grid, and the output and the report's provenance state
+    the resampling."""
+    pytest.importorskip("torch")
+    import json
+
+    from residualnet.shipped import shipped_model
+
+    p = write_patient(tmp_path / "patient")
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["dose", "--spect", str(p.spect), "--ct", str(p.ct), "--method", "cnn",
+                 "--kernel-histories", KERNEL_HISTORIES, "--out", str(out / "d.nii.gz"),
+                 "--report", str(out / "report"), "--device", "cpu"])
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert code == 0, captured.err
+    assert "resampled" in printed and "4×4×6 mm" in printed and "4×4×4 mm" in printed
+    image = sitk.ReadImage(str(out / "d.nii.gz"))
+    assert image.GetSpacing() == pytest.approx(SPECT_GEOMETRY.spacing_mm)
+    assert image.GetSize()[::-1] == SPECT_SHAPE
+    dose = sitk.GetArrayFromImage(image)
+    assert np.isfinite(dose).all() and dose.max() > 0
+    sidecar = json.loads((out / "d.json").read_text())
+    engine = sidecar.get("engine") or sidecar.get("provenance", {}).get("engine")
+    assert engine["model"] == str(shipped_model().path)
+    assert engine["resampling"]["model_grid_voxel_mm"] == [4.0, 4.0, 4.0]
+    assert (out / "report" / "report.html").exists()

@@ -149,7 +149,7 @@ def test_ddp_two_processes_gloo(tiny_config, tiny_dataset, tmp_path):
     # all-reduced losses and DDP-synchronised weights are the same on both ranks
     assert r0["history"][0]["train_loss"] == r1["history"][0]["train_loss"]
     # each rank validates its share; the region sums are all-reduced before the goals
-    assert r0["history"][0]["val_goals"] == 13
+    assert r0["history"][0]["val_goals"] == 14  # as in test_validation
     assert r0["history"][0]["val_goal_ratio"] == r1["history"][0]["val_goal_ratio"]
     assert r0["checksum"] == pytest.approx(r1["checksum"], rel=1e-12)
     model = load_model(out)
@@ -157,7 +157,7 @@ def test_ddp_two_processes_gloo(tiny_config, tiny_dataset, tmp_path):
 
 
 def test_poisson_loss_weights_body_voxels_by_inverse_vdk():
-    from residualnet.train import _loss
+    from residualnet.losses import training_loss as _loss
 
     config = TrainConfig(loss="poisson", poisson_floor=0.01)
     vdk = torch.tensor([[[[0.99, 0.09, 0.0, 0.5]]]])
@@ -188,7 +188,7 @@ def test_train_with_poisson_loss(tiny_config, tiny_dataset, tmp_path):
 
 
 def test_region_mean_error_is_the_relative_error_of_region_means():
-    from residualnet.train import region_mean_error
+    from residualnet.losses import region_mean_error
 
     # slice 0: region 1 (2 voxels, true mean 0.5, predicted 0.6), region 2 (2 voxels, true
     # mean 0.05, predicted 0.05 as a mean although voxel-wise wrong); slice 1: region 1 with
@@ -220,8 +220,8 @@ def test_region_mean_error_is_the_relative_error_of_region_means():
 
 def test_region_term_weights_lesions_and_has_their_own_voxel_threshold():
     from mcdose.phantoms import LESION_BASE
-    from residualnet.losses import LESION_LABEL_BASE
-    from residualnet.train import _loss, region_mean_error
+    from residualnet.losses import LESION_LABEL_BASE, region_mean_error
+    from residualnet.losses import training_loss as _loss
 
     assert LESION_LABEL_BASE == LESION_BASE
     target = torch.ones(2, 1, 4, 4)
@@ -257,7 +257,8 @@ def test_region_term_weights_lesions_and_has_their_own_voxel_threshold():
 
 def test_region_nrmse_is_the_relative_voxel_error_of_each_region():
     from mcdose.phantoms import LESION_BASE
-    from residualnet.train import _loss, region_mean_error, region_nrmse
+    from residualnet.losses import region_mean_error, region_nrmse
+    from residualnet.losses import training_loss as _loss
 
     # slice 0: region 1 at dose 1 with voxel errors ±0.2 (mean exact), region 2 at dose 0.01
     # with voxel errors ±0.002; slice 1: a one-voxel lesion 50 % low
@@ -313,7 +314,8 @@ def test_region_nrmse_is_the_relative_voxel_error_of_each_region():
 
 def test_region_relative_mse_divides_by_the_reference_and_leaves_lesions_out_of_the_loss():
     from mcdose.phantoms import LESION_BASE
-    from residualnet.train import _loss, region_relative_mse
+    from residualnet.losses import region_relative_mse
+    from residualnet.losses import training_loss as _loss
 
     # slice 0: region 1 (4 voxels) with voxel errors ±0.2 around a true dose 1, reference 0.5;
     # slice 1: a one-voxel lesion, true 0.6, predicted 0.3, reference 0.2
@@ -360,7 +362,7 @@ def test_only_the_vdk_referenced_term_is_minimised_by_the_mean_of_an_uncertain_t
     """Where the inputs leave the truth uncertain, the truth-referenced NRMSE's minimiser lies
     below the truth's mean (a region weighs more the lower its dose turns out); with the VDK
     as reference the minimiser is the mean (the weights do not depend on the truth)."""
-    from residualnet.train import region_nrmse, region_relative_mse
+    from residualnet.losses import region_nrmse, region_relative_mse
 
     # 400 slices of one 8-voxel region whose true dose is 1 × a lognormal factor (σ 0.4)
     # that the inputs do not tell: the same prediction and reference (1) for all of them
@@ -384,7 +386,8 @@ def test_only_the_vdk_referenced_term_is_minimised_by_the_mean_of_an_uncertain_t
 
 
 def test_organ_loss_adds_the_weighted_region_term_to_the_mse():
-    from residualnet.train import _loss, region_mean_error
+    from residualnet.losses import region_mean_error
+    from residualnet.losses import training_loss as _loss
 
     g = torch.Generator().manual_seed(3)
     target = torch.rand(2, 1, 6, 6, generator=g)

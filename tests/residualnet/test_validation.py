@@ -80,15 +80,18 @@ def test_score_counts_the_goals_and_averages_the_ratios(two_cases):
     order = [(c, z) for c in range(2) for z in range(6)]
     perfect = [dict(a, cnn=a["dose/mc"]) for a in two_cases]
     score = _sums_over_slices(perfect, order).score()
-    # 6 goal classes × (MDE, NRMSE) + the lesion halving; no MC-on-SPECT during training
-    assert (score.missed, score.total, score.ratio) == (0, 13, 0.0)
+    # 6 goal classes × (MDE, NRMSE), the per-case lesion halving and the small lesions'
+    # MDE below VDK's (the synthetic lesions are all < 20 mm, so no ≥ 20 mm halving); no
+    # MC-on-SPECT during training; the all-lesion halving is not counted
+    assert (score.missed, score.total, score.ratio) == (0, 14, 0.0)
     as_vdk = [dict(a, cnn=a["dose/vdk"]) for a in two_cases]
     score = _sums_over_slices(as_vdk, order).score()
     # equal to VDK misses every goal: ratio 1, and 2 for the halving
-    assert (score.missed, score.total) == (13, 13)
-    assert score.ratio == pytest.approx(14 / 13)
+    assert (score.missed, score.total) == (14, 14)
+    assert score.ratio == pytest.approx(15 / 14)
     assert {g["region"] for g in score.goals} == {
-        "healthy_liver", "liver", "tumour", "spleen", "kidney_left", "kidney_right"}
+        "healthy_liver", "liver", "tumour", "spleen", "kidney_left", "kidney_right",
+        "tumour_per_case", "tumour_lt20mm"}
 
 
 def test_goal_score_order():
@@ -110,7 +113,7 @@ def test_train_selects_the_epoch_best_against_the_goals(tiny_config, tiny_datase
                          select_by="goals")
     result = train(tiny_dataset, tmp_path / "m.pt", config)
     keys = [(row["val_goals_missed"], row["val_goal_ratio"]) for row in result.history]
-    assert all(row["val_goals"] == 13 for row in result.history)
+    assert all(row["val_goals"] == 14 for row in result.history)  # as in the test above
     assert result.best_epoch == 1 + keys.index(min(keys))
     assert result.best_score.key() == min(keys)
     rows = list(csv.DictReader((tmp_path / "m.log.csv").open()))
@@ -118,9 +121,9 @@ def test_train_selects_the_epoch_best_against_the_goals(tiny_config, tiny_datase
     training = load_model(tmp_path / "m.pt").training
     assert training["config"]["select_by"] == "goals"
     assert training["best_epoch"] == result.best_epoch
-    assert len(training["best_val_goals"]) == 13
+    assert len(training["best_val_goals"]) == 14
     state = torch.load(tmp_path / "m.ckpt", weights_only=True)
-    assert state["best_score"][:2] == [result.best_score.missed, 13]
+    assert state["best_score"][:2] == [result.best_score.missed, 14]
     assert math.isclose(state["best_score"][2], result.best_score.ratio)
 
 

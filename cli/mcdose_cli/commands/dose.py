@@ -64,11 +64,13 @@ def _check_arguments(out, report_dir, inputs, histories, kernel_histories, force
 @click.option("--ct", type=click.Path(path_type=Path), required=True,
               help="CT of the (first) SPECT/CT session in HU: DICOM folder/file or image.")
 @click.option("--method", type=click.Choice(["vdk", "cnn", "mc", "lvdk"]), required=True,
-              help="vdk: kernel convolution; cnn: residual CNN (needs --model); mc: Monte "
-              "Carlo; lvdk: learned density-specific kernels (shipped model, 4 mm voxels).")
+              help="vdk: kernel convolution; cnn: residual CNN (the shipped model unless "
+              "--model); mc: Monte Carlo; lvdk: learned density-specific kernels (shipped "
+              "model, 4 mm voxels).")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
-              help="Residual-CNN model file (--method cnn); refused if trained for another "
-              "voxel size or nuclide.")
+              help="Residual-CNN model file (--method cnn)  [default: the shipped model, run "
+              "on its 4 mm grid with the images resampled to it; see mcdose models]; a file "
+              "is refused if trained for another voxel size or nuclide.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None,
               help="Organ/lesion labels: integer image on the CT or SPECT grid, or DICOM "
               "RTSTRUCT.")
@@ -186,6 +188,9 @@ def dose(spect, ct, method, model, labels, label_names, nuclide, spect_units,
     key = unit.replace("/", "_")
     click.echo(f"{result.quantity} ({unit}) by {method} written to {result.outputs['dose']} "
                f"in {result.seconds:.1f} s; maximum {float(result.dose.max()):.4g} {unit}")
+    resampling = result.provenance.get("engine", {}).get("resampling")
+    if resampling:
+        click.echo(f"  {resampling['note']}")
     for name in ("rtdose", "uncertainty", "report_html"):
         if name in result.outputs:
             click.echo(f"  {name}: {result.outputs[name]}")

@@ -6,8 +6,9 @@
     nuclide and cached).
 ``cnn``
     The residual CNN (:mod:`residualnet`): the VDK dose plus the network's correction, from
-    the SPECT activity and the density.  The model must have been trained for the grid's
-    voxel size and the nuclide (refused otherwise).
+    the SPECT activity and the density.  A model file must have been trained for the grid's
+    voxel size and the nuclide (refused otherwise); the shipped model (no model file given)
+    runs on its own 4 mm grid, the inputs resampled to it and the dose brought back.
 ``mc``
     Monte Carlo transport of the activity through the density map
     (:func:`mcdose.transport.simulate_dose`); also returns the relative standard error.
@@ -41,6 +42,7 @@ __all__ = [
     "MethodResult",
     "compute_dose_rate",
     "load_cnn_model",
+    "model_grid",
     "vdk_dose_rate",
 ]
 
@@ -148,20 +150,147 @@ def vdk_dose_rate(
 
 def load_cnn_model(path: str | os.PathLike[str] | None, *, voxel_mm: Any, nuclide: str,
                    device: str = "cpu") -> Any:
-    """Load a residual-CNN model file and check that it suits the grid and nuclide.
+    """Load a residual-CNN model and check that it suits the grid and nuclide.
+
+    Parameters
+    ----------
+    path : path-like or None
+        A model file (``mcdose train-residual``): it must have been trained for the dose
+        grid's voxel size.  ``None``: the shipped model
+        (:data:`residualnet.shipped.DEFAULT_MODEL`), which is applied to any grid by
+        resampling to its own voxel size (:func:`compute_dose_rate`).
+    voxel_mm : sequence of 3 float
+        The dose grid's voxel size (x, y, z), mm.
+    nuclide : str
 
     Raises
     ------
     InputError
-        No model given, missing or invalid file, trained for another voxel size or nuclide
-        (one line naming the file).
+        Missing or invalid file, a model file trained for another voxel size, a model
+        trained for another nuclide (one line naming the file).
     """
-    if path is None:
-        raise InputError("--method cnn needs --model MODEL (a file from mcdose train-residual)")
     from residualnet.modelfile import load_model
 
+    if path is None:
+        from residualnet.shipped import shipped_model
+
+        shipped = shipped_model()
+        model = load_model(shipped.path, expected_nuclide=nuclide, device="cpu")
+        model.shipped = shipped.name
+        return model
     return load_model(Path(path), expected_voxel_mm=tuple(voxel_mm), expected_nuclide=nuclide,
                       device="cpu")
+
+
+def model_grid(geometry: Geometry, shape: tuple[int, int, int], voxel_mm: Any
+               ) -> tuple[Geometry, tuple[int, int, int]]:
+    """The grid of voxel size ``voxel_mm`` covering the box of ``(geometry, shape)``.
+
+    Same direction; the box's first corner is kept and the shape rounded up, so the new grid
+    covers the old one (by less than one new voxel more per axis).
+
+    Parameters
+    ----------
+    geometry : Geometry
+        The dose grid.
+    shape : tuple of 3 int
+        Its ``(z, y, x)`` shape.
+    voxel_mm : sequence of 3 float
+        The new voxel size (x, y, z), mm.
+
+    Returns
+    -------
+    (Geometry, tuple of 3 int)
+    """
+    old = np.asarray(geometry.spacing_mm, dtype=np.float64)
+    new = np.asarray(voxel_mm, dtype=np.float64)
+    extent = old * np.asarray(shape[::-1], dtype=np.float64)  # x, y, z
+    counts = np.maximum(1, np.ceil(extent / new - 1e-6)).astype(int)
+    direction = np.asarray(geometry.direction, dtype=np.float64).reshape(3, 3)
+    origin = np.asarray(geometry.origin_mm) + direction @ ((new - old) / 2.0)
+    target = Geometry(spacing_mm=tuple(new), origin_mm=tuple(origin),
+                      direction=geometry.direction)
+    return target, (int(counts[2]), int(counts[1]), int(counts[0]))
+
+
+def _antialiased(array: np.ndarray, source: Geometry, target: Geometry) -> np.ndarray:
+    """``array`` smoothed to the box of a coarser target voxel (no-op where not coarser)."""
+    from scipy import ndimage
+
+    s = np.asarray(source.spacing_mm, dtype=np.float64)
+    t = np.asarray(target.spacing_mm, dtype=np.float64)
+    sigma_xyz = np.sqrt(np.maximum(t**2 - s**2, 0.0) / 12.0) / s
+    if not np.any(sigma_xyz > 0.25):
+        return array
+    return ndimage.gaussian_filter(array, sigma=tuple(sigma_xyz[::-1]), mode="nearest",
+                                   truncate=3.0)
+
+
+def _cnn_on_model_grid(model: Any, activity: np.ndarray, density: np.ndarray,
+                       body: np.ndarray | None, geometry: Geometry, *, nuclide: str,
+                       kernel_histories: int | None, device: str, progress: bool
+                       ) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+    """VDK + CNN on the model's grid, the dose rate brought back to ``geometry``.
+
+    Activity: the concentration (MBq/ml) anti-aliased and interpolated linearly, times the
+    new voxel volume, scaled to keep the total in the body; density: anti-aliased and
+    linear (air outside); body: linear > 0.5.  The dose rate (Gy/s, an intensive quantity)
+    comes back by linear interpolation, zero outside the body.
+    """
+    from mcdose.io.images import resample_to_grid
+    from mcdose.materials import AIR_DENSITY_G_CM3
+    from residualnet.infer import predict_case
+
+    shape = activity.shape
+    target, target_shape = model_grid(geometry, shape, model.voxel_mm)
+    body_src = body if body is not None else density > 0.05
+    conc = activity / np.float32(geometry.voxel_volume_cm3)
+    conc = resample_to_grid(_antialiased(conc, geometry, target), geometry, target,
+                            target_shape, "linear", default_value=0.0)
+    act = np.maximum(conc, 0.0).astype(np.float32) * np.float32(target.voxel_volume_cm3)
+    rho = resample_to_grid(_antialiased(density, geometry, target), geometry, target,
+                           target_shape, "linear", default_value=AIR_DENSITY_G_CM3)
+    body_t = resample_to_grid(body_src.astype(np.float32), geometry, target, target_shape,
+                              "linear", default_value=0.0) > 0.5
+    act[~body_t] = 0.0
+    total = float(activity[body_src].sum(dtype=np.float64))
+    kept = float(act.sum(dtype=np.float64))
+    if kept > 0 and total > 0:
+        act *= np.float32(total / kept)
+    vdk, kernel_info = vdk_dose_rate(act, rho, target, nuclide=nuclide, kernels="single",
+                                     kernel_histories=kernel_histories, device=device,
+                                     progress=progress)
+    rate = predict_case(model, act, rho, vdk, body_mask=body_t, device=device,
+                        progress=progress)
+    back = resample_to_grid(np.asarray(rate, dtype=np.float32), target, geometry, shape,
+                            "linear", default_value=0.0)
+    back[~body_src] = 0.0  # as predict_case: zero outside the body
+    resampling = {
+        "note": (f"SPECT activity and density resampled from the dose grid's "
+                 f"{_fmt_mm(geometry.spacing_mm)} mm voxels to the model's "
+                 f"{_fmt_mm(target.spacing_mm)} mm for the CNN (and its VDK input); the dose "
+                 f"rate interpolated linearly back to the dose grid"),
+        "dose_grid_voxel_mm": list(geometry.spacing_mm),
+        "model_grid_voxel_mm": list(target.spacing_mm),
+        "model_grid_shape_zyx": list(target_shape),
+        "model_grid_origin_mm": list(target.origin_mm),
+        "activity": "concentration anti-aliased + linear, x voxel volume, rescaled to the "
+                    "body's total MBq",
+        "density": "anti-aliased + linear",
+        "dose_back": "linear (Gy/s)",
+    }
+    return back, kernel_info, resampling
+
+
+def _fmt_mm(values: Any) -> str:
+    return "×".join(f"{float(v):.4g}" for v in values)
+
+
+def _needs_resampling(model: Any, geometry: Geometry) -> bool:
+    want = getattr(model, "voxel_mm", None)
+    if want is None:
+        return False
+    return any(abs(a - b) > 0.01 * b for a, b in zip(geometry.spacing_mm, want, strict=True))
 
 
 # --------------------------------------------------------------------------------------
@@ -200,7 +329,9 @@ def compute_dose_rate(
     body : ndarray of bool, optional
         Patient mask (the CNN's output is zero outside it).
     model : residualnet.modelfile.LoadedModel, optional
-        Required for ``cnn`` (see :func:`load_cnn_model`).
+        Required for ``cnn`` (see :func:`load_cnn_model`).  A shipped model on a grid of
+        another voxel size runs on its own grid (:func:`model_grid`): the inputs resampled
+        to it, the dose rate brought back, ``info["resampling"]`` saying so.
     histories, seed : int
         Monte Carlo decays and seed (``mc``).
     device : {"auto", "cpu", "cuda"}
@@ -241,26 +372,41 @@ def compute_dose_rate(
                                   device=device, progress=progress)
         info = {"method": "lvdk", **lv_info}
         unc = None
+    elif method == "cnn":
+        if model is None:
+            raise InputError("--method cnn needs a model (--model MODEL, or the shipped one)")
+        unc = None
+        t1 = time.perf_counter()
+        resampling = None
+        if _needs_resampling(model, geometry):
+            if getattr(model, "shipped", None) is None:
+                model.check_compatible(voxel_mm=geometry.spacing_mm, what="the dose grid")
+            rate, kernel_info, resampling = _cnn_on_model_grid(
+                model, activity, rho, body, geometry, nuclide=nuclide,
+                kernel_histories=kernel_histories, device=device, progress=progress)
+            log.info("%s", resampling["note"])
+        else:
+            from residualnet.infer import predict_case
+
+            vdk, kernel_info = vdk_dose_rate(
+                activity, rho, geometry, nuclide=nuclide, kernels="single",
+                kernel_histories=kernel_histories, device=device, progress=progress)
+            rate = predict_case(model, activity, rho, vdk, body_mask=body,
+                                device="auto" if device == "auto" else device,
+                                progress=progress)
+        info = {"method": "cnn", "kernel": kernel_info,
+                "model": str(getattr(model, "path", "")),
+                "model_shipped": getattr(model, "shipped", None),
+                "model_voxel_mm": list(getattr(model, "voxel_mm", ())),
+                "model_nuclide": getattr(model, "nuclide", None),
+                "cnn_seconds": time.perf_counter() - t1}
+        if resampling is not None:
+            info["resampling"] = resampling
     else:
         rate, kernel_info = vdk_dose_rate(
-            activity, rho, geometry, nuclide=nuclide,
-            kernels="single" if method == "cnn" else vdk_kernels,
+            activity, rho, geometry, nuclide=nuclide, kernels=vdk_kernels,
             kernel_histories=kernel_histories, device=device, progress=progress)
         info = {"method": "vdk", "kernel": kernel_info}
         unc = None
-        if method == "cnn":
-            if model is None:
-                raise InputError("--method cnn needs a model (--model MODEL)")
-            from residualnet.infer import predict_case
-
-            t1 = time.perf_counter()
-            rate = predict_case(model, activity, rho, rate, body_mask=body,
-                                device="auto" if device == "auto" else device,
-                                progress=progress)
-            info = {"method": "cnn", "kernel": kernel_info,
-                    "model": str(getattr(model, "path", "")),
-                    "model_voxel_mm": list(getattr(model, "voxel_mm", ())),
-                    "model_nuclide": getattr(model, "nuclide", None),
-                    "cnn_seconds": time.perf_counter() - t1}
     info["seconds"] = time.perf_counter() - t0
     return MethodResult(np.asarray(rate, dtype=np.float32), unc, info)

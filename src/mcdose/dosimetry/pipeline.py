@@ -296,7 +296,8 @@ def run_dosimetry(
         dose (Gy).
     method : {"vdk", "cnn", "mc"}
     model : path-like, optional
-        Residual-CNN model file (``method="cnn"``); must match the dose grid's voxel size
+        Residual-CNN model file (``method="cnn"``; default: the shipped model, run on its own
+        voxel size with the inputs resampled to it); a file must match the dose grid's voxel size
         and the nuclide.
     labels : path-like, optional
         Label image (on the CT or SPECT grid) or DICOM RTSTRUCT.
@@ -512,8 +513,6 @@ def _check_options(*, ct: Any, out: Any, spect: Any, timepoints: Sequence[TimePo
         raise InputError(f"--kernel-histories must be at least 100, got {kernel_histories}")
     if method != "cnn" and model is not None:
         raise InputError("--model applies to --method cnn only")
-    if method == "cnn" and model is None:
-        raise InputError("--method cnn needs --model MODEL (a file from mcdose train-residual)")
     histories = meth.DEFAULT_HISTORIES if histories is None else int(histories)
     if method == "mc" and histories < 100:
         raise InputError(f"--histories must be at least 100, got {histories}")
