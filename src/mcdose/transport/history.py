@@ -354,15 +354,14 @@ def transport_electron(
         brems_paths = -math.log(rng_uniform(rng))
     while True:
         vox = voxel_index(ix, iy, iz, int(params[L.P_NX]), int(params[L.P_NY]))
-        if steps >= max_steps:
-            lost = F0 * energy
+        if steps >= max_steps:  # suspend: the next pass resumes it here
             if not bank_store(
                 rest_f, rest_i, rest_n, L.ELECTRON, energy, x, y, z, u, v, w, brems_paths,
                 history, stream, key, rng_words_drawn(rng), vox,
             ):  # fmt: skip
-                lost = energy
-                tally_add(tally, vox, to_fixed(energy, params[L.P_TALLY_SCALE]))
-                tally_add(counters, L.C_STACK_OVERFLOW, to_fixed(lost, params[L.P_TALLY_SCALE]))
+                q = to_fixed(energy, params[L.P_TALLY_SCALE])
+                tally_add(tally, vox, q)
+                tally_add(counters, L.C_STACK_OVERFLOW, q)
             return F0 * energy, x, y, z, work
         steps += 1
         work += 1
