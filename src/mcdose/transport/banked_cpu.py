@@ -37,12 +37,13 @@ _cache.__enter__()
 
 @numba.njit(cache=True)
 def _decay_pass(first, last, seed, voxels, src_index, src_prob, src_alias, beta_icdf, elines,
-                plines, params, tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n):  # fmt: skip
+                plines, mat_tab, params, tally, counters, ph_f, ph_i, ph_n, el_f, el_i,
+                el_n):  # fmt: skip
     rng = np.empty(STATE_SIZE, np.uint64)
     for h in range(first, last):
         sample_decay(
-            h, seed, voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
-            tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
+            h, seed, voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, mat_tab,
+            params, tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
         )  # fmt: skip
 
 
@@ -149,7 +150,7 @@ class BankedCpuBackend:
         seed = np.uint64(seed)
         limit = np.int64(self.pass_work_limit)
         _decay_pass(np.int64(first), np.int64(last), seed, voxels, src_index, src_prob, src_alias,
-                    beta_icdf, elines, plines, params, self.tally, self._counters,
+                    beta_icdf, elines, plines, mat_tab, params, self.tally, self._counters,
                     photons.f, photons.i, photons.n, electrons.f, electrons.i, electrons.n)
         while True:
             n_ph = photons.filled()

@@ -80,7 +80,7 @@ _cache.__enter__()
 @cuda.jit(fastmath=True, cache=True)
 def decay_kernel(
     first, last, seed,
-    voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
+    voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, mat_tab, params,
     tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n,
 ):  # fmt: skip
     """Grid-stride loop over decays ``first`` … ``last − 1``: sample and bank their emissions."""
@@ -91,7 +91,7 @@ def decay_kernel(
     while h < last:
         sample_decay(
             h, seed,
-            voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
+            voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, mat_tab, params,
             tally, counters[tid], ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
         )  # fmt: skip
         h += stride
@@ -166,7 +166,7 @@ def kernel_specs():
     tally_counters = (u64[::1], u64[:, ::1])
     decay_sig = (
         i64, i64, u64, voxels, i64[::1], f32[::1], i64[::1], f32[::1], f32[:, ::1],
-        f32[:, ::1], f32[::1], *tally_counters, *bank, *bank,
+        f32[:, ::1], f32[:, :, ::1], f32[::1], *tally_counters, *bank, *bank,
     )  # fmt: skip
     photon_sig = (
         i64, u64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[:, ::1],
@@ -306,7 +306,7 @@ class CudaBackend:
         decay_kernel[self._launch(last - first), t](
             np.int64(first), np.int64(last), seed,
             self._voxels, self._src_index, self._src_prob, self._src_alias, self._beta_icdf,
-            self._elines, self._plines, self._params,
+            self._elines, self._plines, self._mat_tab, self._params,
             self._tally, self._counters, *photons.arrays(), *electrons.arrays(),
         )  # fmt: skip
         while True:

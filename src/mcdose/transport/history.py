@@ -189,6 +189,58 @@ def push_or_deposit(
 
 
 @register_jitable
+def absorbed_on_the_spot(energy, x, y, z, ix, iy, iz, voxels, mat_tab, params):
+    """True if an electron at (x, y, z) in voxel (ix, iy, iz) ends there at its first step.
+
+    The same decisions, on the same numbers, as the first step of
+    :func:`transport_electron`: below the cutoff, or (with range rejection) a CSDA range
+    shorter than the distance to the voxel's nearest face.  Deciding this when the electron
+    is born keeps such electrons — most β electrons in 1 mm voxels — out of the electron
+    bank, so they do not idle in the warps of electrons that travel.
+    """
+    if energy <= params[L.P_E_CUT]:
+        return True
+    if params[L.P_RANGE_REJECTION] <= F0:
+        return False
+    vox = voxel_index(ix, iy, iz, int(params[L.P_NX]), int(params[L.P_NY]))
+    m = np.int32(voxels[vox, L.V_MATERIAL])
+    rho = voxels[vox, L.V_DENSITY]
+    i, f = energy_cell(params, energy)
+    r = lerp_mat(mat_tab, m, L.E_RANGE, i, f)
+    dx = params[L.P_DX]
+    dy = params[L.P_DY]
+    dz = params[L.P_DZ]
+    x_lo = x - np.float32(ix) * dx
+    y_lo = y - np.float32(iy) * dy
+    z_lo = z - np.float32(iz) * dz
+    d_min = min(x_lo, dx - x_lo, y_lo, dy - y_lo, z_lo, dz - z_lo)
+    return r < rho * d_min
+
+
+@register_jitable
+def push_electron(
+    bank_f, bank_i, count, energy, x, y, z, u, v, w, history, stream, tally, vox, scale,
+    voxels, mat_tab, params,
+):  # fmt: skip
+    """Bank a newborn electron — or deposit it at once where it would end at its first step.
+
+    Returns
+    -------
+    float
+        Energy deposited for lack of bank space, keV (0 when banked or absorbed).
+    """
+    inside, ix, iy, iz = locate(x, y, z, params)
+    if inside and absorbed_on_the_spot(energy, x, y, z, ix, iy, iz, voxels, mat_tab, params):
+        here = voxel_index(ix, iy, iz, int(params[L.P_NX]), int(params[L.P_NY]))
+        tally_add(tally, here, to_fixed(energy, scale))
+        return F0 * energy
+    return push_or_deposit(
+        bank_f, bank_i, count, L.ELECTRON, energy, x, y, z, u, v, w, history, stream, tally,
+        vox, scale,
+    )  # fmt: skip
+
+
+@register_jitable
 def locate(x, y, z, params):
     """Voxel indices of position (x, y, z) cm; ``inside`` is False outside the grid."""
     fx = x * params[L.P_INV_DX]
@@ -550,9 +602,9 @@ def transport_photon(
         if outcome == PHOTOELECTRIC:
             ue, ve, we = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
             child, key = next_child(key)
-            overflow += push_or_deposit(
-                out_f, out_i, out_n, L.ELECTRON, energy, x, y, z, ue, ve, we,
-                history, child, tally, vox, scale,
+            overflow += push_electron(
+                out_f, out_i, out_n, energy, x, y, z, ue, ve, we,
+                history, child, tally, vox, scale, voxels, mat_tab, params,
             )  # fmt: skip
             return zero, overflow, work
         if outcome == COMPTON:
@@ -563,9 +615,9 @@ def transport_photon(
             if t_e > F0:
                 ue, ve, we = compton_electron_direction(energy, eps, u, v, w, un, vn, wn)
                 child, key = next_child(key)
-                overflow += push_or_deposit(
-                    out_f, out_i, out_n, L.ELECTRON, t_e, x, y, z, ue, ve, we,
-                    history, child, tally, vox, scale,
+                overflow += push_electron(
+                    out_f, out_i, out_n, t_e, x, y, z, ue, ve, we,
+                    history, child, tally, vox, scale, voxels, mat_tab, params,
                 )  # fmt: skip
             energy = energy * eps
             u, v, w = un, vn, wn
@@ -600,7 +652,7 @@ def count_emissions(yield_per_decay, xi):
 @register_jitable
 def sample_decay(
     history, seed,
-    voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
+    voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, mat_tab, params,
     tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
 ):  # fmt: skip
     """Sample decay number ``history``: its position and emissions, banked for transport.
@@ -651,9 +703,9 @@ def sample_decay(
         if emit_betas:
             emitted += to_fixed(e, scale)
             child, spawn = next_child(spawn)
-            overflow += push_or_deposit(
-                el_f, el_i, el_n, L.ELECTRON, e, x, y, z, u, v, w,
-                history, child, tally, vox, scale,
+            overflow += push_electron(
+                el_f, el_i, el_n, e, x, y, z, u, v, w,
+                history, child, tally, vox, scale, voxels, mat_tab, params,
             )  # fmt: skip
         if positron_fraction > F0 and rng_uniform(rng) < positron_fraction:
             # annihilation at rest: two back-to-back photons from the decay site
@@ -673,9 +725,9 @@ def sample_decay(
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         emitted += to_fixed(e, scale)
         child, spawn = next_child(spawn)
-        overflow += push_or_deposit(
-            el_f, el_i, el_n, L.ELECTRON, e, x, y, z, u, v, w,
-            history, child, tally, vox, scale,
+        overflow += push_electron(
+            el_f, el_i, el_n, e, x, y, z, u, v, w,
+            history, child, tally, vox, scale, voxels, mat_tab, params,
         )  # fmt: skip
     n_ph = count_emissions(params[L.P_PLINE_YIELD], rng_uniform(rng))
     n_plines = int(params[L.P_N_PLINES])
@@ -783,7 +835,7 @@ def run_history(
     stack_n[0] = 0
     sample_decay(
         history, seed,
-        voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
+        voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, mat_tab, params,
         tally, counters, stack_f, stack_i, stack_n, stack_f, stack_i, stack_n, rng,
     )  # fmt: skip
     work = 0

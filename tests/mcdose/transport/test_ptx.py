@@ -133,7 +133,7 @@ def test_transport_spec_signatures_are_what_the_driver_passes():
     i64, u64 = numba.int64, numba.uint64
     assert specs["decay_kernel"].signature == (
         i64, i64, u64, voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines,
-        params, *tally, *bank, *bank,
+        mat_tab, params, *tally, *bank, *bank,
     )  # fmt: skip
     assert specs["photon_kernel"].signature == (
         i64, u64, bank[0], bank[1], voxels, mat_tab, kn_table, ray_table, majorant, params,
