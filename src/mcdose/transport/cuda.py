@@ -40,6 +40,7 @@ from mcdose.physics import layout as L
 from mcdose.physics.rng import STATE_SIZE
 from mcdose.transport.history import (
     bank_slot,
+    filter_banked_electron,
     sample_decay,
     tally_add,
     transport_banked_electron,
@@ -80,7 +81,7 @@ _cache.__enter__()
 @cuda.jit(fastmath=True, cache=True)
 def decay_kernel(
     first, last, seed,
-    voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, mat_tab, params,
+    voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
     tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n,
 ):  # fmt: skip
     """Grid-stride loop over decays ``first`` … ``last − 1``: sample and bank their emissions."""
@@ -91,7 +92,7 @@ def decay_kernel(
     while h < last:
         sample_decay(
             h, seed,
-            voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, mat_tab, params,
+            voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
             tally, counters[tid], ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
         )  # fmt: skip
         h += stride
@@ -115,6 +116,19 @@ def photon_kernel(
             voxels, mat_tab, kn_table, ray_table, majorant, params,
             tally, counters[tid], out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, limit,
         )  # fmt: skip
+        slot += stride
+
+
+@cuda.jit(fastmath=True, cache=True)
+def electron_filter_kernel(n, bank_f, bank_i, voxels, mat_tab, params, tally, out_f, out_i, out_n):
+    """Grid-stride loop over ``n`` banked electrons: deposit those that end at their next step,
+    compact the others into ``out_*`` (one step's test per thread: no divergence)."""
+    tid = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    slot = tid
+    while slot < n:
+        filter_banked_electron(slot, bank_f, bank_i, voxels, mat_tab, params, tally,
+                               out_f, out_i, out_n)  # fmt: skip
         slot += stride
 
 
@@ -166,7 +180,7 @@ def kernel_specs():
     tally_counters = (u64[::1], u64[:, ::1])
     decay_sig = (
         i64, i64, u64, voxels, i64[::1], f32[::1], i64[::1], f32[::1], f32[:, ::1],
-        f32[:, ::1], f32[:, :, ::1], f32[::1], *tally_counters, *bank, *bank,
+        f32[:, ::1], f32[::1], *tally_counters, *bank, *bank,
     )  # fmt: skip
     photon_sig = (
         i64, u64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[:, ::1],
@@ -176,8 +190,12 @@ def kernel_specs():
         i64, u64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[:, :, ::1],
         f32[:, ::1], f32[::1], f32[::1], *tally_counters, *bank, *bank, i64,
     )  # fmt: skip
+    filter_sig = (
+        i64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[::1], u64[::1], *bank,
+    )  # fmt: skip
     return [
         spec_for(decay_kernel, decay_sig, THREADS_PER_BLOCK),
+        spec_for(electron_filter_kernel, filter_sig, THREADS_PER_BLOCK),
         spec_for(photon_kernel, photon_sig, THREADS_PER_BLOCK),
         spec_for(electron_kernel, electron_sig, THREADS_PER_BLOCK),
         # end_batch launches 256 threads per block
@@ -306,7 +324,7 @@ class CudaBackend:
         decay_kernel[self._launch(last - first), t](
             np.int64(first), np.int64(last), seed,
             self._voxels, self._src_index, self._src_prob, self._src_alias, self._beta_icdf,
-            self._elines, self._plines, self._mat_tab, self._params,
+            self._elines, self._plines, self._params,
             self._tally, self._counters, *photons.arrays(), *electrons.arrays(),
         )  # fmt: skip
         while True:
@@ -322,6 +340,15 @@ class CudaBackend:
                 photons.clear()
                 photons, photons_next = photons_next, photons
             n_el = electrons.filled()
+            if n_el:
+                electron_filter_kernel[self._launch(n_el), t](
+                    np.int64(n_el), electrons.f, electrons.i, self._voxels, self._mat_tab,
+                    self._params, self._tally, *electrons_next.arrays(),
+                )  # fmt: skip
+                self.passes.append(("electron filter", n_el))
+                electrons.clear()
+                electrons, electrons_next = electrons_next, electrons
+                n_el = electrons.filled()
             if n_el:
                 if self.sort_electrons:
                     _sort_by_energy(electrons.f, electrons.i, n_el, spare.f, spare.i)

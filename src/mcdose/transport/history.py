@@ -195,8 +195,9 @@ def absorbed_on_the_spot(energy, x, y, z, ix, iy, iz, voxels, mat_tab, params):
     The same decisions, on the same numbers, as the first step of
     :func:`transport_electron`: below the cutoff, or (with range rejection) a CSDA range
     shorter than the distance to the voxel's nearest face.  Deciding this when the electron
-    is born keeps such electrons — most β electrons in 1 mm voxels — out of the electron
-    bank, so they do not idle in the warps of electrons that travel.
+    is banked (:func:`filter_banked_electron`) keeps such electrons — most β electrons in
+    1 mm voxels — out of the electron pass, so they do not idle in the warps of electrons
+    that travel.
     """
     if energy <= params[L.P_E_CUT]:
         return True
@@ -218,26 +219,48 @@ def absorbed_on_the_spot(energy, x, y, z, ix, iy, iz, voxels, mat_tab, params):
 
 
 @register_jitable
-def push_electron(
-    bank_f, bank_i, count, energy, x, y, z, u, v, w, history, stream, tally, vox, scale,
-    voxels, mat_tab, params,
+def filter_banked_electron(
+    slot, bank_f, bank_i, voxels, mat_tab, params, tally, out_f, out_i, out_n,
 ):  # fmt: skip
-    """Bank a newborn electron — or deposit it at once where it would end at its first step.
+    """Deposit the electron in ``bank_*[:, slot]`` if it ends at its next step, else keep it.
+
+    A kept electron is copied, whole state and all, to ``out_*`` (a compacted bank for the
+    electron pass).  The decision is exactly :func:`transport_electron`'s at the top of its
+    next step, so the tally is the same as if the electron had been transported; the
+    electrons that range rejection stops at once — most β electrons in 1 mm voxels — then
+    never idle in the warps of electrons that travel.
 
     Returns
     -------
-    float
-        Energy deposited for lack of bank space, keV (0 when banked or absorbed).
+    bool
+        True if the electron was deposited here.
     """
-    inside, ix, iy, iz = locate(x, y, z, params)
+    energy = bank_f[L.S_E, slot]
+    x = bank_f[L.S_X, slot]
+    y = bank_f[L.S_Y, slot]
+    z = bank_f[L.S_Z, slot]
+    voxel = bank_i[L.B_VOXEL, slot]
+    nx = int(params[L.P_NX])
+    ny = int(params[L.P_NY])
+    if voxel >= 0:
+        ix = np.int32(voxel % nx)
+        iy = np.int32((voxel // nx) % ny)
+        iz = np.int32(voxel // (nx * ny))
+        inside = True
+    else:
+        inside, ix, iy, iz = locate(x, y, z, params)
     if inside and absorbed_on_the_spot(energy, x, y, z, ix, iy, iz, voxels, mat_tab, params):
-        here = voxel_index(ix, iy, iz, int(params[L.P_NX]), int(params[L.P_NY]))
-        tally_add(tally, here, to_fixed(energy, scale))
-        return F0 * energy
-    return push_or_deposit(
-        bank_f, bank_i, count, L.ELECTRON, energy, x, y, z, u, v, w, history, stream, tally,
-        vox, scale,
+        q = to_fixed(energy, params[L.P_TALLY_SCALE])
+        tally_add(tally, voxel_index(ix, iy, iz, nx, ny), q)
+        return True
+    # (out_* is as large as bank_* and receives at most its particles: never full)
+    bank_store(
+        out_f, out_i, out_n, L.ELECTRON, energy, x, y, z, bank_f[L.S_U, slot],
+        bank_f[L.S_V, slot], bank_f[L.S_W, slot], bank_f[L.S_BREMS, slot],
+        bank_i[L.B_HISTORY, slot], bank_i[L.B_STREAM, slot], bank_i[L.B_SPAWN, slot],
+        bank_i[L.B_RNG_WORDS, slot], voxel,
     )  # fmt: skip
+    return False
 
 
 @register_jitable
@@ -602,9 +625,9 @@ def transport_photon(
         if outcome == PHOTOELECTRIC:
             ue, ve, we = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
             child, key = next_child(key)
-            overflow += push_electron(
-                out_f, out_i, out_n, energy, x, y, z, ue, ve, we,
-                history, child, tally, vox, scale, voxels, mat_tab, params,
+            overflow += push_or_deposit(
+                out_f, out_i, out_n, L.ELECTRON, energy, x, y, z, ue, ve, we,
+                history, child, tally, vox, scale,
             )  # fmt: skip
             return zero, overflow, work
         if outcome == COMPTON:
@@ -615,9 +638,9 @@ def transport_photon(
             if t_e > F0:
                 ue, ve, we = compton_electron_direction(energy, eps, u, v, w, un, vn, wn)
                 child, key = next_child(key)
-                overflow += push_electron(
-                    out_f, out_i, out_n, t_e, x, y, z, ue, ve, we,
-                    history, child, tally, vox, scale, voxels, mat_tab, params,
+                overflow += push_or_deposit(
+                    out_f, out_i, out_n, L.ELECTRON, t_e, x, y, z, ue, ve, we,
+                    history, child, tally, vox, scale,
                 )  # fmt: skip
             energy = energy * eps
             u, v, w = un, vn, wn
@@ -652,7 +675,7 @@ def count_emissions(yield_per_decay, xi):
 @register_jitable
 def sample_decay(
     history, seed,
-    voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, mat_tab, params,
+    voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
     tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
 ):  # fmt: skip
     """Sample decay number ``history``: its position and emissions, banked for transport.
@@ -703,9 +726,9 @@ def sample_decay(
         if emit_betas:
             emitted += to_fixed(e, scale)
             child, spawn = next_child(spawn)
-            overflow += push_electron(
-                el_f, el_i, el_n, e, x, y, z, u, v, w,
-                history, child, tally, vox, scale, voxels, mat_tab, params,
+            overflow += push_or_deposit(
+                el_f, el_i, el_n, L.ELECTRON, e, x, y, z, u, v, w,
+                history, child, tally, vox, scale,
             )  # fmt: skip
         if positron_fraction > F0 and rng_uniform(rng) < positron_fraction:
             # annihilation at rest: two back-to-back photons from the decay site
@@ -725,9 +748,9 @@ def sample_decay(
         u, v, w = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
         emitted += to_fixed(e, scale)
         child, spawn = next_child(spawn)
-        overflow += push_electron(
-            el_f, el_i, el_n, e, x, y, z, u, v, w,
-            history, child, tally, vox, scale, voxels, mat_tab, params,
+        overflow += push_or_deposit(
+            el_f, el_i, el_n, L.ELECTRON, e, x, y, z, u, v, w,
+            history, child, tally, vox, scale,
         )  # fmt: skip
     n_ph = count_emissions(params[L.P_PLINE_YIELD], rng_uniform(rng))
     n_plines = int(params[L.P_N_PLINES])
@@ -835,7 +858,7 @@ def run_history(
     stack_n[0] = 0
     sample_decay(
         history, seed,
-        voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, mat_tab, params,
+        voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
         tally, counters, stack_f, stack_i, stack_n, stack_f, stack_i, stack_n, rng,
     )  # fmt: skip
     work = 0

@@ -99,7 +99,8 @@ def test_every_cuda_module_lists_its_kernels():
     assert "mcdose.transport.cuda" in modules
     specs = ptx.kernel_specs()
     names = {s.name for s in specs}
-    assert {"decay_kernel", "photon_kernel", "electron_kernel", "accumulate_kernel"} <= names
+    assert {"decay_kernel", "photon_kernel", "electron_filter_kernel", "electron_kernel",
+            "accumulate_kernel"} <= names
     for s in specs:
         assert s.module in modules
         assert s.threads_per_block >= 32 and s.threads_per_block % 32 == 0
@@ -133,7 +134,7 @@ def test_transport_spec_signatures_are_what_the_driver_passes():
     i64, u64 = numba.int64, numba.uint64
     assert specs["decay_kernel"].signature == (
         i64, i64, u64, voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines,
-        mat_tab, params, *tally, *bank, *bank,
+        params, *tally, *bank, *bank,
     )  # fmt: skip
     assert specs["photon_kernel"].signature == (
         i64, u64, bank[0], bank[1], voxels, mat_tab, kn_table, ray_table, majorant, params,
