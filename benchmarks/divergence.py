@@ -12,8 +12,9 @@ work, and groups it 32 by 32 (:func:`mcdose.transport.banked_cpu.warp_efficiency
 * ``banked (unsorted)`` — the same without the sort.
 
 Efficiency = Σ work / Σ_warps (lanes × busiest lane); the per-pass figures are combined
-weighted by their issued lane-work (the time they take).  The decay pass does the same small
-work in every thread and is left out of all three (it is < 2 % of the work).
+weighted by their issued lane-work (the time they take).  The decay pass and the electron
+filter pass (one range-rejection test per thread, :func:`mcdose.transport.history.
+filter_banked_electron`) do the same small work in every thread and are left out.
 
 Usage: ``python benchmarks/divergence.py [--preset paper] [--histories 20000]``; writes
 ``benchmarks/results/<date>-<machine>-divergence.{json,md}``.
@@ -48,9 +49,10 @@ def _launch(work: np.ndarray) -> dict:
     return eff
 
 
-def measure(preset: str, histories: int, seed: int = 0) -> dict:
+def measure(preset: str, histories: int, seed: int = 0, limit: int | None = None) -> dict:
     """Work and warp efficiency of the three orders on a standard phantom."""
     from mcdose.phantoms import generate_phantom
+    from mcdose.physics import layout as L
     from mcdose.transport.banked_cpu import BankedCpuBackend, history_work
     from mcdose.transport.setup import prepare_simulation
 
@@ -64,7 +66,8 @@ def measure(preset: str, histories: int, seed: int = 0) -> dict:
                                tally, counters)
     result = {"history": _launch(per_history)}
     for name, sort in (("banked", True), ("banked (unsorted)", False)):
-        backend = BankedCpuBackend(inputs, sort_electrons=sort)
+        backend = BankedCpuBackend(inputs, sort_electrons=sort,
+                                   pass_work_limit=limit or L.PASS_WORK_LIMIT)
         backend.run(0, histories, seed)
         if not np.array_equal(backend.tally, tally):
             raise RuntimeError("banked and depth-first tallies differ: the comparison is void")
@@ -80,6 +83,7 @@ def measure(preset: str, histories: int, seed: int = 0) -> dict:
         "spacing_mm": list(ph.geometry.spacing_mm),
         "histories": histories,
         "seed": seed,
+        "pass_work_limit": limit or L.PASS_WORK_LIMIT,
         "orders": result,
         "elapsed_s": time.perf_counter() - t0,
     }
@@ -95,7 +99,8 @@ def _markdown(doc: dict) -> str:
         f"Machine: {m['cpu']}, {m['cpus_usable']} usable cores (the estimate is a count, "
         "not a timing: the machine does not enter it).",
         f"Phantom `{r['preset']}` {r['grid_zyx']} at {r['spacing_mm']} mm, "
-        f"{r['histories']} Lu-177 decays, seed {r['seed']}; `python benchmarks/divergence.py`.",
+        f"{r['histories']} Lu-177 decays, seed {r['seed']}, at most {r['pass_work_limit']} "
+        "flights or steps per particle and pass; `python benchmarks/divergence.py`.",
         "",
         "| order | efficiency (mean/max work per warp of 32) | photon passes | electron passes |",
         "|---|---|---|---|",
@@ -121,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="paper", choices=("paper", "small", "tiny"))
     parser.add_argument("--histories", type=int, default=20_000)
+    parser.add_argument("--pass-work-limit", type=int, default=None,
+                        help="flights/steps per particle and pass (default: the driver's)")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
     from suite.machine import describe, slug, today
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     from mcdose.io.jsonio import write_json
 
     machine = describe(threads=1)
-    result = measure(args.preset, args.histories)
+    result = measure(args.preset, args.histories, limit=args.pass_work_limit)
     doc = {"benchmark": "divergence", "date": today(), "machine": machine, "result": result}
     stem = args.out / f"{today()}-{slug(machine)}-divergence"
     write_json(stem.with_suffix(".json"), doc)

@@ -99,7 +99,7 @@ B_VOXEL = 4  # electrons: flat index of the voxel it is in (−1: locate from th
 BANK_INT_COLUMNS = 5
 #: Work (photon flights, electron steps) a particle does in one GPU pass before it is
 #: suspended into the next pass's bank: caps how long one lane can hold up its warp.
-PASS_WORK_LIMIT = 8
+PASS_WORK_LIMIT = 4
 #: The CPU engine never suspends a particle.
 NO_WORK_LIMIT = 2**62
 #: Slots of the CPU engine's per-thread particle stack (a bank used last-in first-out).

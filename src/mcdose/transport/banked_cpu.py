@@ -22,6 +22,7 @@ from mcdose._jit_cache import physics_keyed_cache
 from mcdose.physics import layout as L
 from mcdose.physics.rng import STATE_SIZE
 from mcdose.transport.history import (
+    filter_banked_electron,
     run_history,
     sample_decay,
     transport_banked_electron,
@@ -37,13 +38,21 @@ _cache.__enter__()
 
 @numba.njit(cache=True)
 def _decay_pass(first, last, seed, voxels, src_index, src_prob, src_alias, beta_icdf, elines,
-                plines, params, tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n):  # fmt: skip
+                plines, params, tally, counters, ph_f, ph_i, ph_n, el_f, el_i,
+                el_n):  # fmt: skip
     rng = np.empty(STATE_SIZE, np.uint64)
     for h in range(first, last):
         sample_decay(
-            h, seed, voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
-            tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
+            h, seed, voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines,
+            params, tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
         )  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _filter_pass(n, bank_f, bank_i, voxels, mat_tab, params, tally, out_f, out_i, out_n):
+    for slot in range(n):
+        filter_banked_electron(slot, bank_f, bank_i, voxels, mat_tab, params, tally,
+                               out_f, out_i, out_n)  # fmt: skip
 
 
 @numba.njit(cache=True)
@@ -163,6 +172,12 @@ class BankedCpuBackend:
                 photons.n[0] = 0
                 photons, photons_next = photons_next, photons
             n_el = electrons.filled()
+            if n_el:  # the filter pass: one test per thread, no divergence (not counted)
+                _filter_pass(np.int64(n_el), electrons.f, electrons.i, voxels, mat_tab, params,
+                             self.tally, electrons_next.f, electrons_next.i, electrons_next.n)
+                electrons.n[0] = 0
+                electrons, electrons_next = electrons_next, electrons
+                n_el = electrons.filled()
             if n_el:
                 if self.sort_electrons:
                     electrons.sort_by_energy()

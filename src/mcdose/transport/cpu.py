@@ -7,7 +7,7 @@ states and particle stacks are passed in), and without the runtime the many smal
 functions that take arrays are called without atomic reference-count updates — about 2×
 faster.  Integer addition is exact and associative, so the result does not
 depend on the number of threads or on which thread ran which history — together with the
-counter-based random numbers (one stream per history) a seed gives bit-identical dose for
+counter-based random numbers (one stream per particle) a seed gives bit-identical dose for
 any thread count.
 """
 

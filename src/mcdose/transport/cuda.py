@@ -40,6 +40,7 @@ from mcdose.physics import layout as L
 from mcdose.physics.rng import STATE_SIZE
 from mcdose.transport.history import (
     bank_slot,
+    filter_banked_electron,
     sample_decay,
     tally_add,
     transport_banked_electron,
@@ -119,6 +120,19 @@ def photon_kernel(
 
 
 @cuda.jit(fastmath=True, cache=True)
+def electron_filter_kernel(n, bank_f, bank_i, voxels, mat_tab, params, tally, out_f, out_i, out_n):
+    """Grid-stride loop over ``n`` banked electrons: deposit those that end at their next step,
+    compact the others into ``out_*`` (one step's test per thread: no divergence)."""
+    tid = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    slot = tid
+    while slot < n:
+        filter_banked_electron(slot, bank_f, bank_i, voxels, mat_tab, params, tally,
+                               out_f, out_i, out_n)  # fmt: skip
+        slot += stride
+
+
+@cuda.jit(fastmath=True, cache=True)
 def electron_kernel(
     n, seed, bank_f, bank_i,
     voxels, mat_tab, inv_range, range_grid, ms_table, params,
@@ -176,8 +190,12 @@ def kernel_specs():
         i64, u64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[:, :, ::1],
         f32[:, ::1], f32[::1], f32[::1], *tally_counters, *bank, *bank, i64,
     )  # fmt: skip
+    filter_sig = (
+        i64, f32[:, ::1], i64[:, ::1], voxels, f32[:, :, ::1], f32[::1], u64[::1], *bank,
+    )  # fmt: skip
     return [
         spec_for(decay_kernel, decay_sig, THREADS_PER_BLOCK),
+        spec_for(electron_filter_kernel, filter_sig, THREADS_PER_BLOCK),
         spec_for(photon_kernel, photon_sig, THREADS_PER_BLOCK),
         spec_for(electron_kernel, electron_sig, THREADS_PER_BLOCK),
         # end_batch launches 256 threads per block
@@ -322,6 +340,15 @@ class CudaBackend:
                 photons.clear()
                 photons, photons_next = photons_next, photons
             n_el = electrons.filled()
+            if n_el:
+                electron_filter_kernel[self._launch(n_el), t](
+                    np.int64(n_el), electrons.f, electrons.i, self._voxels, self._mat_tab,
+                    self._params, self._tally, *electrons_next.arrays(),
+                )  # fmt: skip
+                self.passes.append(("electron filter", n_el))
+                electrons.clear()
+                electrons, electrons_next = electrons_next, electrons
+                n_el = electrons.filled()
             if n_el:
                 if self.sort_electrons:
                     _sort_by_energy(electrons.f, electrons.i, n_el, spare.f, spare.i)

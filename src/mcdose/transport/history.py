@@ -189,6 +189,81 @@ def push_or_deposit(
 
 
 @register_jitable
+def absorbed_on_the_spot(energy, x, y, z, ix, iy, iz, voxels, mat_tab, params):
+    """True if an electron at (x, y, z) in voxel (ix, iy, iz) ends there at its first step.
+
+    The same decisions, on the same numbers, as the first step of
+    :func:`transport_electron`: below the cutoff, or (with range rejection) a CSDA range
+    shorter than the distance to the voxel's nearest face.  Deciding this when the electron
+    is banked (:func:`filter_banked_electron`) keeps such electrons — most β electrons in
+    1 mm voxels — out of the electron pass, so they do not idle in the warps of electrons
+    that travel.
+    """
+    if energy <= params[L.P_E_CUT]:
+        return True
+    if params[L.P_RANGE_REJECTION] <= F0:
+        return False
+    vox = voxel_index(ix, iy, iz, int(params[L.P_NX]), int(params[L.P_NY]))
+    m = np.int32(voxels[vox, L.V_MATERIAL])
+    rho = voxels[vox, L.V_DENSITY]
+    i, f = energy_cell(params, energy)
+    r = lerp_mat(mat_tab, m, L.E_RANGE, i, f)
+    dx = params[L.P_DX]
+    dy = params[L.P_DY]
+    dz = params[L.P_DZ]
+    x_lo = x - np.float32(ix) * dx
+    y_lo = y - np.float32(iy) * dy
+    z_lo = z - np.float32(iz) * dz
+    d_min = min(x_lo, dx - x_lo, y_lo, dy - y_lo, z_lo, dz - z_lo)
+    return r < rho * d_min
+
+
+@register_jitable
+def filter_banked_electron(
+    slot, bank_f, bank_i, voxels, mat_tab, params, tally, out_f, out_i, out_n,
+):  # fmt: skip
+    """Deposit the electron in ``bank_*[:, slot]`` if it ends at its next step, else keep it.
+
+    A kept electron is copied, whole state and all, to ``out_*`` (a compacted bank for the
+    electron pass).  The decision is exactly :func:`transport_electron`'s at the top of its
+    next step, so the tally is the same as if the electron had been transported; the
+    electrons that range rejection stops at once — most β electrons in 1 mm voxels — then
+    never idle in the warps of electrons that travel.
+
+    Returns
+    -------
+    bool
+        True if the electron was deposited here.
+    """
+    energy = bank_f[L.S_E, slot]
+    x = bank_f[L.S_X, slot]
+    y = bank_f[L.S_Y, slot]
+    z = bank_f[L.S_Z, slot]
+    voxel = bank_i[L.B_VOXEL, slot]
+    nx = int(params[L.P_NX])
+    ny = int(params[L.P_NY])
+    if voxel >= 0:
+        ix = np.int32(voxel % nx)
+        iy = np.int32((voxel // nx) % ny)
+        iz = np.int32(voxel // (nx * ny))
+        inside = True
+    else:
+        inside, ix, iy, iz = locate(x, y, z, params)
+    if inside and absorbed_on_the_spot(energy, x, y, z, ix, iy, iz, voxels, mat_tab, params):
+        q = to_fixed(energy, params[L.P_TALLY_SCALE])
+        tally_add(tally, voxel_index(ix, iy, iz, nx, ny), q)
+        return True
+    # (out_* is as large as bank_* and receives at most its particles: never full)
+    bank_store(
+        out_f, out_i, out_n, L.ELECTRON, energy, x, y, z, bank_f[L.S_U, slot],
+        bank_f[L.S_V, slot], bank_f[L.S_W, slot], bank_f[L.S_BREMS, slot],
+        bank_i[L.B_HISTORY, slot], bank_i[L.B_STREAM, slot], bank_i[L.B_SPAWN, slot],
+        bank_i[L.B_RNG_WORDS, slot], voxel,
+    )  # fmt: skip
+    return False
+
+
+@register_jitable
 def locate(x, y, z, params):
     """Voxel indices of position (x, y, z) cm; ``inside`` is False outside the grid."""
     fx = x * params[L.P_INV_DX]
@@ -354,15 +429,14 @@ def transport_electron(
         brems_paths = -math.log(rng_uniform(rng))
     while True:
         vox = voxel_index(ix, iy, iz, int(params[L.P_NX]), int(params[L.P_NY]))
-        if steps >= max_steps:
-            lost = F0 * energy
+        if steps >= max_steps:  # suspend: the next pass resumes it here
             if not bank_store(
                 rest_f, rest_i, rest_n, L.ELECTRON, energy, x, y, z, u, v, w, brems_paths,
                 history, stream, key, rng_words_drawn(rng), vox,
             ):  # fmt: skip
-                lost = energy
-                tally_add(tally, vox, to_fixed(energy, params[L.P_TALLY_SCALE]))
-                tally_add(counters, L.C_STACK_OVERFLOW, to_fixed(lost, params[L.P_TALLY_SCALE]))
+                q = to_fixed(energy, params[L.P_TALLY_SCALE])
+                tally_add(tally, vox, q)
+                tally_add(counters, L.C_STACK_OVERFLOW, q)
             return F0 * energy, x, y, z, work
         steps += 1
         work += 1

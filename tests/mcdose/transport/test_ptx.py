@@ -99,7 +99,8 @@ def test_every_cuda_module_lists_its_kernels():
     assert "mcdose.transport.cuda" in modules
     specs = ptx.kernel_specs()
     names = {s.name for s in specs}
-    assert {"decay_kernel", "photon_kernel", "electron_kernel", "accumulate_kernel"} <= names
+    assert {"decay_kernel", "photon_kernel", "electron_filter_kernel", "electron_kernel",
+            "accumulate_kernel"} <= names
     for s in specs:
         assert s.module in modules
         assert s.threads_per_block >= 32 and s.threads_per_block % 32 == 0
