@@ -110,7 +110,8 @@ def test_every_cuda_module_lists_its_kernels():
 def test_transport_spec_signatures_are_what_the_driver_passes():
     # the static report compiles each kernel for the argument types the driver launches it
     # with: the kernel arrays of a prepared simulation (float32 tables), the tally and
-    # counters, and the particle banks (float32 and int64 columns, an int64 fill counter)
+    # counters, the particle banks (float32 and int64 columns, an int64 fill counter) --
+    # in, out and the next pass's -- and the per-pass work limit
     import numba
 
     from mcdose.physics import layout as L
@@ -138,13 +139,16 @@ def test_transport_spec_signatures_are_what_the_driver_passes():
     )  # fmt: skip
     assert specs["photon_kernel"].signature == (
         i64, u64, bank[0], bank[1], voxels, mat_tab, kn_table, ray_table, majorant, params,
-        *tally, *bank,
+        *tally, *bank, *bank, i64,
     )  # fmt: skip
     assert specs["electron_kernel"].signature == (
         i64, u64, bank[0], bank[1], voxels, mat_tab, inv_range, range_grid, ms_table, params,
-        *tally, *bank,
+        *tally, *bank, *bank, i64,
     )  # fmt: skip
-    for name in ("decay_kernel", "photon_kernel", "electron_kernel"):
+    assert specs["electron_filter_kernel"].signature == (
+        i64, bank[0], bank[1], voxels, mat_tab, params, tally[0], *bank,
+    )
+    for name in ("decay_kernel", "electron_filter_kernel", "photon_kernel", "electron_kernel"):
         assert specs[name].threads_per_block == driver.THREADS_PER_BLOCK
 
 
