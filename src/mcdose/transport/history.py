@@ -189,6 +189,18 @@ def push_or_deposit(
 
 
 @register_jitable
+def distance_to_nearest_face(x, y, z, ix, iy, iz, params):
+    """Distance (cm) from (x, y, z) to the nearest face of its voxel (ix, iy, iz)."""
+    dx = params[L.P_DX]
+    dy = params[L.P_DY]
+    dz = params[L.P_DZ]
+    x_lo = x - np.float32(ix) * dx
+    y_lo = y - np.float32(iy) * dy
+    z_lo = z - np.float32(iz) * dz
+    return min(x_lo, dx - x_lo, y_lo, dy - y_lo, z_lo, dz - z_lo)
+
+
+@register_jitable
 def absorbed_on_the_spot(energy, x, y, z, ix, iy, iz, voxels, mat_tab, params):
     """True if an electron at (x, y, z) in voxel (ix, iy, iz) ends there at its first step.
 
@@ -208,14 +220,7 @@ def absorbed_on_the_spot(energy, x, y, z, ix, iy, iz, voxels, mat_tab, params):
     rho = voxels[vox, L.V_DENSITY]
     i, f = energy_cell(params, energy)
     r = lerp_mat(mat_tab, m, L.E_RANGE, i, f)
-    dx = params[L.P_DX]
-    dy = params[L.P_DY]
-    dz = params[L.P_DZ]
-    x_lo = x - np.float32(ix) * dx
-    y_lo = y - np.float32(iy) * dy
-    z_lo = z - np.float32(iz) * dz
-    d_min = min(x_lo, dx - x_lo, y_lo, dy - y_lo, z_lo, dz - z_lo)
-    return r < rho * d_min
+    return r < rho * distance_to_nearest_face(x, y, z, ix, iy, iz, params)
 
 
 @register_jitable
@@ -447,14 +452,8 @@ def transport_electron(
         rho = voxels[vox, L.V_DENSITY]
         i, f = energy_cell(params, energy)
         t, r, sigma_b, q_start = step_limits(mat_tab, params, m, i, f)
-        dx = params[L.P_DX]
-        dy = params[L.P_DY]
-        dz = params[L.P_DZ]
-        x_lo = x - np.float32(ix) * dx
-        y_lo = y - np.float32(iy) * dy
-        z_lo = z - np.float32(iz) * dz
-        d_min = min(x_lo, dx - x_lo, y_lo, dy - y_lo, z_lo, dz - z_lo)
-        t_inside = rho * d_min  # mass thickness the electron surely stays in this voxel for
+        # mass thickness the electron surely stays in this voxel for
+        t_inside = rho * distance_to_nearest_face(x, y, z, ix, iy, iz, params)
         if params[L.P_RANGE_REJECTION] > F0 and r < t_inside:
             tally_add(tally, vox, to_fixed(energy, params[L.P_TALLY_SCALE]))
             return F0, x, y, z, work
