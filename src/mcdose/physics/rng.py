@@ -33,7 +33,7 @@ from numba.extending import overload, register_jitable
 BLOCKS_PER_REFILL = 4
 _WORDS = 4 * BLOCKS_PER_REFILL
 #: Number of ``uint64`` words in a generator state.
-STATE_SIZE = 6 + _WORDS + 1
+STATE_SIZE = 6 + _WORDS + 2
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 _SHIFT32 = np.uint64(32)
@@ -44,8 +44,9 @@ _W1 = np.uint64(0xBB67AE85)
 _ONE = np.uint64(1)
 _ZERO = np.uint64(0)
 # state layout: key0, key1, ctr0 (next block), ctr1 (history lo), ctr2 (history hi),
-# ctr3 (stream), 16 buffered words, position in the buffer (0..16)
-_K0, _K1, _C0, _C1, _C2, _C3, _OUT, _POS = 0, 1, 2, 3, 4, 5, 6, 6 + _WORDS
+# ctr3 (stream), 16 buffered words, position in the buffer (0..16), spawn key of the
+# stream's owner (see rng_spawn)
+_K0, _K1, _C0, _C1, _C2, _C3, _OUT, _POS, _SPAWN = 0, 1, 2, 3, 4, 5, 6, 6 + _WORDS, 7 + _WORDS
 _INV_2_32 = 2.3283064365386963e-10  # 2**-32
 _F_INV_2_23 = np.float32(2.0**-23)
 _F_HALF = np.float32(0.5)
@@ -100,7 +101,8 @@ def rng_init(state, seed, history, stream):
     history : int
         History (decay) index, 0 ≤ history < 2⁶⁴.
     stream : int
-        Sub-stream, 0 ≤ stream < 2³² (0 for transport).
+        Sub-stream, 0 ≤ stream < 2³² (0 for transport).  The spawn key (:func:`rng_spawn`)
+        starts at ``stream``.
     """
     s = np.uint64(seed)
     h = np.uint64(history)
@@ -111,6 +113,7 @@ def rng_init(state, seed, history, stream):
     state[_C2] = h >> _SHIFT32
     state[_C3] = np.uint64(stream) & _MASK32
     state[_POS] = np.uint64(_WORDS)
+    state[_SPAWN] = np.uint64(stream) & _MASK32
 
 
 @register_jitable
@@ -227,6 +230,27 @@ def rng_words_drawn(state):
 
 
 @register_jitable
+def rng_history(state):
+    """History index of the stream ``state`` is positioned in (as given to :func:`rng_init`).
+
+    Read from the counter words, so a transport loop need not keep the history in registers
+    (on a GPU each 64-bit value held through the loop costs two).
+    """
+    return np.int64(state[_C1] | (state[_C2] << _SHIFT32))
+
+
+@register_jitable
+def rng_stream(state):
+    """Sub-stream number of ``state`` (as given to :func:`rng_init`).
+
+    Exact while fewer than 2³⁴ words are drawn from one stream (after 2³² counter blocks
+    :func:`rng_refill` moves on in the stream word; :func:`rng_words_drawn` has the same
+    bound).
+    """
+    return np.int64(state[_C3])
+
+
+@register_jitable
 def rng_seek(state, words):
     """Continue a freshly initialised stream after its first ``words`` words.
 
@@ -301,3 +325,34 @@ def next_child(spawn):
         (the child's stream, the new spawn key)
     """
     return child_stream(spawn, 0), child_stream(spawn, 1)
+
+
+@register_jitable
+def rng_spawn(state):
+    """Stream of the next child of the particle drawing from ``state``; the key moves on.
+
+    The particle's spawn key (:func:`next_child`) is kept in the state, beside the stream it
+    belongs to: :func:`rng_init` sets it to the stream, :func:`rng_set_spawn_key` restores a
+    resumed particle's.  (On a GPU a key held through the transport loop costs two
+    registers.)
+
+    Returns
+    -------
+    uint64
+        The child's stream number, < 2³².
+    """
+    child, key = next_child(state[_SPAWN])
+    state[_SPAWN] = key
+    return child
+
+
+@register_jitable
+def rng_spawn_key(state):
+    """The spawn key of the particle drawing from ``state`` (to bank it with the particle)."""
+    return np.int64(state[_SPAWN])
+
+
+@register_jitable
+def rng_set_spawn_key(state, key):
+    """Set the spawn key (a banked particle's, after :func:`rng_init`)."""
+    state[_SPAWN] = np.uint64(key)

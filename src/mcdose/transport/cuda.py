@@ -40,6 +40,7 @@ from mcdose.physics import layout as L
 from mcdose.physics.rng import STATE_SIZE
 from mcdose.transport.history import (
     bank_slot,
+    counter_add,
     filter_banked_electron,
     sample_decay,
     tally_add,
@@ -60,6 +61,13 @@ if not numba.config.ENABLE_CUDASIM:
     def _tally_add_cuda(tally, index, value):
         def impl(tally, index, value):
             cuda.atomic.add(tally, index, value)
+
+        return impl
+
+    @overload(counter_add, target="cuda")
+    def _counter_add_cuda(counters, index, value):
+        def impl(counters, index, value):
+            cuda.atomic.add(counters, (cuda.blockIdx.x, index), value)
 
         return impl
 
@@ -86,14 +94,13 @@ def decay_kernel(
 ):  # fmt: skip
     """Grid-stride loop over decays ``first`` … ``last − 1``: sample and bank their emissions."""
     rng = cuda.local.array(STATE_SIZE, numba.uint64)
-    tid = cuda.grid(1)
     stride = cuda.gridsize(1)
-    h = first + tid
+    h = first + cuda.grid(1)
     while h < last:
         sample_decay(
             h, seed,
             voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
-            tally, counters[tid], ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
+            tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
         )  # fmt: skip
         h += stride
 
@@ -107,14 +114,13 @@ def photon_kernel(
     """Grid-stride loop over the first ``n`` banked photons; their electrons into ``out_*``,
     photons still flying after ``limit`` flights into ``rest_*``."""
     rng = cuda.local.array(STATE_SIZE, numba.uint64)
-    tid = cuda.grid(1)
     stride = cuda.gridsize(1)
-    slot = tid
+    slot = cuda.grid(1)
     while slot < n:
         transport_banked_photon(
             slot, seed, bank_f, bank_i,
             voxels, mat_tab, kn_table, ray_table, majorant, params,
-            tally, counters[tid], out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, limit,
+            tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, limit,
         )  # fmt: skip
         slot += stride
 
@@ -123,9 +129,8 @@ def photon_kernel(
 def electron_filter_kernel(n, bank_f, bank_i, voxels, mat_tab, params, tally, out_f, out_i, out_n):
     """Grid-stride loop over ``n`` banked electrons: deposit those that end at their next step,
     compact the others into ``out_*`` (one step's test per thread: no divergence)."""
-    tid = cuda.grid(1)
     stride = cuda.gridsize(1)
-    slot = tid
+    slot = cuda.grid(1)
     while slot < n:
         filter_banked_electron(slot, bank_f, bank_i, voxels, mat_tab, params, tally,
                                out_f, out_i, out_n)  # fmt: skip
@@ -141,14 +146,13 @@ def electron_kernel(
     """Grid-stride loop over the first ``n`` banked electrons; bremsstrahlung into ``out_*``,
     electrons still moving after ``limit`` steps into ``rest_*``."""
     rng = cuda.local.array(STATE_SIZE, numba.uint64)
-    tid = cuda.grid(1)
     stride = cuda.gridsize(1)
-    slot = tid
+    slot = cuda.grid(1)
     while slot < n:
         transport_banked_electron(
             slot, seed, bank_f, bank_i,
             voxels, mat_tab, inv_range, range_grid, ms_table, params,
-            tally, counters[tid], out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, limit,
+            tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, limit,
         )  # fmt: skip
         slot += stride
 
@@ -291,7 +295,7 @@ class CudaBackend:
          self._params) = arrays  # fmt: skip
         self._tally = cuda.to_device(np.zeros(n_vox, np.uint64))
         self._counters = cuda.to_device(
-            np.zeros((self.blocks * self.threads, L.N_COUNTERS), np.uint64)
+            np.zeros((self.blocks, L.N_COUNTERS), np.uint64)  # one row per block
         )
         self._sum = cuda.to_device(np.zeros(n_vox))
         self._sum_sq = cuda.to_device(np.zeros(n_vox))

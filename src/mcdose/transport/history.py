@@ -64,8 +64,13 @@ from mcdose.physics.photon import (
 )
 from mcdose.physics.rng import (
     next_child,
+    rng_history,
     rng_init,
     rng_seek,
+    rng_set_spawn_key,
+    rng_spawn,
+    rng_spawn_key,
+    rng_stream,
     rng_uniform,
     rng_uniform64,
     rng_words_drawn,
@@ -95,6 +100,27 @@ def tally_add(tally, index, value):
 def _tally_add_cpu(tally, index, value):
     def impl(tally, index, value):
         tally[index] += value
+
+    return impl
+
+
+def counter_add(counters, index, value):
+    """``counters[index] += value`` for the run's energy counters (emitted, escaped, ...).
+
+    On the CPU ``counters`` is the thread's own row (plain add).  On CUDA it is the whole
+    (blocks, ``N_COUNTERS``) array and the add goes, atomically, to the row of the thread's
+    block (overload in :mod:`mcdose.transport.cuda`): no per-thread row pointer is held
+    through the transport loops (it cost the electron kernel 5 of its registers).  This
+    Python body runs only under the CUDA simulator: row 0, under the lock.
+    """
+    with _SIM_LOCK:
+        counters[0, index] += value
+
+
+@overload(counter_add, target="cpu")
+def _counter_add_cpu(counters, index, value):
+    def impl(counters, index, value):
+        counters[index] += value
 
     return impl
 
@@ -393,14 +419,16 @@ def move_electron(
 
 @register_jitable
 def transport_electron(
-    energy, x, y, z, u, v, w, history, stream, spawn, brems_start, voxel_start,
+    energy, x, y, z, u, v, w, brems_start, voxel_start,
     voxels, mat_tab, inv_range, range_grid, ms_table, params,
     tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, max_steps,
 ):  # fmt: skip
     """Follow one electron to its end; bremsstrahlung photons go into the bank ``out_*``.
 
-    ``rng`` must be positioned in the electron's own stream (``stream``); ``spawn`` names its
-    next bremsstrahlung photon (:func:`mcdose.physics.rng.next_child`).  ``brems_start``
+    ``rng`` must be positioned in the electron's own stream, with its spawn key (which names
+    its next bremsstrahlung photon: :func:`mcdose.physics.rng.rng_spawn`).  The history,
+    stream and spawn key that banked particles carry are read from ``rng`` when they are
+    banked (:func:`mcdose.physics.rng.rng_history`), not held through the steps.  ``brems_start``
     (< 0: sample afresh) and ``voxel_start`` (< 0: locate) carry a resumed electron's state.
     After ``max_steps`` steps the electron is suspended: stored with its whole state
     (position, voxel, random-stream position, ...) in the bank ``rest_*``, to be resumed by
@@ -415,8 +443,7 @@ def transport_electron(
         segments.
     """
     work = 0
-    steps = 0
-    key = np.uint64(spawn)  # (a new name: int64 and uint64 would unify to float64)
+    steps_left = max_steps
     if voxel_start >= 0:
         nx = int(params[L.P_NX])
         ny = int(params[L.P_NY])
@@ -434,16 +461,17 @@ def transport_electron(
         brems_paths = -math.log(rng_uniform(rng))
     while True:
         vox = voxel_index(ix, iy, iz, int(params[L.P_NX]), int(params[L.P_NY]))
-        if steps >= max_steps:  # suspend: the next pass resumes it here
+        if steps_left <= 0:  # suspend: the next pass resumes it here
             if not bank_store(
                 rest_f, rest_i, rest_n, L.ELECTRON, energy, x, y, z, u, v, w, brems_paths,
-                history, stream, key, rng_words_drawn(rng), vox,
+                rng_history(rng), rng_stream(rng), rng_spawn_key(rng), rng_words_drawn(rng),
+                vox,
             ):  # fmt: skip
                 q = to_fixed(energy, params[L.P_TALLY_SCALE])
                 tally_add(tally, vox, q)
-                tally_add(counters, L.C_STACK_OVERFLOW, q)
+                counter_add(counters, L.C_STACK_OVERFLOW, q)
             return F0 * energy, x, y, z, work
-        steps += 1
+        steps_left -= 1
         work += 1
         if energy <= params[L.P_E_CUT]:
             tally_add(tally, vox, to_fixed(energy, params[L.P_TALLY_SCALE]))
@@ -508,15 +536,15 @@ def transport_electron(
                     k = energy
                 energy -= k
                 scale = params[L.P_TALLY_SCALE]
-                tally_add(counters, L.C_BREMS, to_fixed(k, scale))
-                child, key = next_child(key)
+                counter_add(counters, L.C_BREMS, to_fixed(k, scale))
+                child = rng_spawn(rng)
                 vox = voxel_index(ix, iy, iz, int(params[L.P_NX]), int(params[L.P_NY]))
                 lost = push_or_deposit(
-                    out_f, out_i, out_n, L.PHOTON, k, x, y, z, u, v, w, history, child,
-                    tally, vox, scale,
+                    out_f, out_i, out_n, L.PHOTON, k, x, y, z, u, v, w, rng_history(rng),
+                    child, tally, vox, scale,
                 )  # fmt: skip
                 if lost > F0:
-                    tally_add(counters, L.C_STACK_OVERFLOW, to_fixed(lost, scale))
+                    counter_add(counters, L.C_STACK_OVERFLOW, to_fixed(lost, scale))
 
 
 # photon_flight outcomes
@@ -580,55 +608,57 @@ def photon_flight(energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, r
 
 @register_jitable
 def transport_photon(
-    energy, x, y, z, u, v, w, history, stream, spawn,
+    energy, x, y, z, u, v, w,
     voxels, mat_tab, kn_table, ray_table, majorant, params,
-    tally, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, max_flights,
+    tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, max_flights,
 ):  # fmt: skip
     """Follow one photon until absorption or escape; its electrons go into the bank ``out_*``.
 
-    ``rng`` must be positioned in the photon's own stream (``stream``); ``spawn`` names its
-    next electron (:func:`mcdose.physics.rng.next_child`).  After ``max_flights`` flights
+    ``rng`` must be positioned in the photon's own stream, with its spawn key (which names
+    its next electron: :func:`mcdose.physics.rng.rng_spawn`); history, stream and key are
+    read from ``rng`` where a particle is banked, as in :func:`transport_electron`.  After ``max_flights`` flights
     the photon is suspended into the bank ``rest_*`` with its state, to be resumed by a later
     pass exactly where it stopped.
 
+    The escaped energy, and any deposited because a bank was full, are added to ``counters``
+    where they occur (no accumulator held through the flights).
+
     Returns
     -------
-    tuple
-        (escaped energy keV, energy deposited because the bank was full keV, work): ``work``
-        counts the flights (real and virtual).
+    int
+        The photon's work: flights, real and virtual.
     """
-    scale = params[L.P_TALLY_SCALE]
-    p_cut = params[L.P_P_CUT]
-    zero = F0 * energy
-    overflow = zero
     work = 0
-    key = np.uint64(spawn)  # (a new name: int64 and uint64 would unify to float64)
     while True:
         outcome, x, y, z, vox, m, i, f, flights = photon_flight(
             energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, rng, max_flights - work
         )
         work += flights
         if outcome == ESCAPE:
-            return energy, overflow, work
+            counter_add(counters, L.C_ESCAPED, to_fixed(energy, params[L.P_TALLY_SCALE]))
+            return work
         if outcome == SUSPEND:
             if not bank_store(
                 rest_f, rest_i, rest_n, L.PHOTON, energy, x, y, z, u, v, w, -F1,
-                history, stream, key, rng_words_drawn(rng), -1,
+                rng_history(rng), rng_stream(rng), rng_spawn_key(rng), rng_words_drawn(rng), -1,
             ):  # fmt: skip
                 # (a suspended photon is inside the grid: photon_flight located it)
                 _, jx, jy, jz = locate(x, y, z, params)
                 jv = voxel_index(jx, jy, jz, int(params[L.P_NX]), int(params[L.P_NY]))
-                tally_add(tally, jv, to_fixed(energy, scale))
-                overflow += energy
-            return zero, overflow, work
+                q = to_fixed(energy, params[L.P_TALLY_SCALE])
+                tally_add(tally, jv, q)
+                counter_add(counters, L.C_STACK_OVERFLOW, q)
+            return work
         if outcome == PHOTOELECTRIC:
             ue, ve, we = isotropic_direction(rng_uniform(rng), rng_uniform(rng))
-            child, key = next_child(key)
-            overflow += push_or_deposit(
+            child = rng_spawn(rng)
+            lost = push_or_deposit(
                 out_f, out_i, out_n, L.ELECTRON, energy, x, y, z, ue, ve, we,
-                history, child, tally, vox, scale,
+                rng_history(rng), child, tally, vox, params[L.P_TALLY_SCALE],
             )  # fmt: skip
-            return zero, overflow, work
+            if lost > F0:
+                counter_add(counters, L.C_STACK_OVERFLOW, to_fixed(lost, params[L.P_TALLY_SCALE]))
+            return work
         if outcome == COMPTON:
             eps = sample_compton_epsilon(kn_table, params, energy, rng_uniform(rng))
             cos_t = compton_cos_theta(energy, eps)
@@ -636,19 +666,22 @@ def transport_photon(
             t_e = energy * (F1 - eps)
             if t_e > F0:
                 ue, ve, we = compton_electron_direction(energy, eps, u, v, w, un, vn, wn)
-                child, key = next_child(key)
-                overflow += push_or_deposit(
+                child = rng_spawn(rng)
+                lost = push_or_deposit(
                     out_f, out_i, out_n, L.ELECTRON, t_e, x, y, z, ue, ve, we,
-                    history, child, tally, vox, scale,
+                    rng_history(rng), child, tally, vox, params[L.P_TALLY_SCALE],
                 )  # fmt: skip
+                if lost > F0:
+                    scale = params[L.P_TALLY_SCALE]
+                    counter_add(counters, L.C_STACK_OVERFLOW, to_fixed(lost, scale))
             energy = energy * eps
             u, v, w = un, vn, wn
         else:
             cos_t = sample_rayleigh_cos(ray_table, params, m, energy, rng_uniform(rng))
             u, v, w = rotate_direction(u, v, w, cos_t, F_TWO_PI * rng_uniform(rng))
-        if energy <= p_cut:
-            tally_add(tally, vox, to_fixed(energy, scale))
-            return zero, overflow, work
+        if energy <= params[L.P_P_CUT]:
+            tally_add(tally, vox, to_fixed(energy, params[L.P_TALLY_SCALE]))
+            return work
 
 
 @register_jitable
@@ -762,9 +795,9 @@ def sample_decay(
             ph_f, ph_i, ph_n, L.PHOTON, e, x, y, z, u, v, w,
             history, child, tally, vox, scale,
         )  # fmt: skip
-    tally_add(counters, L.C_EMITTED, emitted)
+    counter_add(counters, L.C_EMITTED, emitted)
     if overflow > F0:
-        tally_add(counters, L.C_STACK_OVERFLOW, to_fixed(overflow, scale))
+        counter_add(counters, L.C_STACK_OVERFLOW, to_fixed(overflow, scale))
 
 
 @register_jitable
@@ -785,23 +818,15 @@ def transport_banked_photon(
     int
         The photon's work in this pass (flights, real and virtual).
     """
-    scale = params[L.P_TALLY_SCALE]
-    history = bank_i[L.B_HISTORY, slot]
-    stream = bank_i[L.B_STREAM, slot]
-    rng_init(rng, seed, history, stream)
+    rng_init(rng, seed, bank_i[L.B_HISTORY, slot], bank_i[L.B_STREAM, slot])
     rng_seek(rng, bank_i[L.B_RNG_WORDS, slot])
-    esc, ovf, work = transport_photon(
+    rng_set_spawn_key(rng, bank_i[L.B_SPAWN, slot])
+    return transport_photon(
         bank_f[L.S_E, slot], bank_f[L.S_X, slot], bank_f[L.S_Y, slot], bank_f[L.S_Z, slot],
-        bank_f[L.S_U, slot], bank_f[L.S_V, slot], bank_f[L.S_W, slot], history, stream,
-        bank_i[L.B_SPAWN, slot],
+        bank_f[L.S_U, slot], bank_f[L.S_V, slot], bank_f[L.S_W, slot],
         voxels, mat_tab, kn_table, ray_table, majorant, params,
-        tally, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, max_flights,
+        tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, max_flights,
     )  # fmt: skip
-    if esc > F0:
-        tally_add(counters, L.C_ESCAPED, to_fixed(esc, scale))
-    if ovf > F0:
-        tally_add(counters, L.C_STACK_OVERFLOW, to_fixed(ovf, scale))
-    return work
 
 
 @register_jitable
@@ -819,19 +844,18 @@ def transport_banked_electron(
     int
         The electron's work in this pass (steps plus voxel segments).
     """
-    history = bank_i[L.B_HISTORY, slot]
-    stream = bank_i[L.B_STREAM, slot]
-    rng_init(rng, seed, history, stream)
+    rng_init(rng, seed, bank_i[L.B_HISTORY, slot], bank_i[L.B_STREAM, slot])
     rng_seek(rng, bank_i[L.B_RNG_WORDS, slot])
+    rng_set_spawn_key(rng, bank_i[L.B_SPAWN, slot])
     esc, _, _, _, work = transport_electron(
         bank_f[L.S_E, slot], bank_f[L.S_X, slot], bank_f[L.S_Y, slot], bank_f[L.S_Z, slot],
-        bank_f[L.S_U, slot], bank_f[L.S_V, slot], bank_f[L.S_W, slot], history, stream,
-        bank_i[L.B_SPAWN, slot], bank_f[L.S_BREMS, slot], bank_i[L.B_VOXEL, slot],
+        bank_f[L.S_U, slot], bank_f[L.S_V, slot], bank_f[L.S_W, slot],
+        bank_f[L.S_BREMS, slot], bank_i[L.B_VOXEL, slot],
         voxels, mat_tab, inv_range, range_grid, ms_table, params,
         tally, counters, out_f, out_i, out_n, rest_f, rest_i, rest_n, rng, max_steps,
     )  # fmt: skip
     if esc > F0:
-        tally_add(counters, L.C_ESCAPED, to_fixed(esc, params[L.P_TALLY_SCALE]))
+        counter_add(counters, L.C_ESCAPED, to_fixed(esc, params[L.P_TALLY_SCALE]))
     return work
 
 

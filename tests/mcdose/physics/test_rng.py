@@ -176,3 +176,45 @@ def test_seek_resumes_a_stream_exactly_where_it_stopped():
         drawn, a, b = tail(np.uint64(5), np.int64(77), np.uint64(123), n, 40)
         assert drawn == n
         assert np.array_equal(a, b), n
+
+
+def test_state_carries_history_stream_and_spawn_key():
+    # The transport reads a particle's history, stream and spawn key back from its random
+    # state when it banks a particle (so a GPU thread need not hold them in registers):
+    # they must be what rng_init was given, after any number of draws, and rng_spawn must
+    # name the same children as next_child from the stream.
+    from mcdose.physics.rng import (
+        next_child,
+        rng_history,
+        rng_next_u32,
+        rng_set_spawn_key,
+        rng_spawn,
+        rng_spawn_key,
+        rng_stream,
+    )
+
+    @numba.njit
+    def read_back(seed, history, stream, draws):
+        s = np.empty(STATE_SIZE, np.uint64)
+        rng_init(s, seed, history, stream)
+        for _ in range(draws):
+            rng_next_u32(s)
+        children = np.empty(3, np.uint64)
+        for k in range(3):
+            children[k] = rng_spawn(s)
+        key = rng_spawn_key(s)
+        rng_set_spawn_key(s, stream)  # a resumed particle's key restored
+        again = rng_spawn(s)
+        return rng_history(s), rng_stream(s), children, key, again
+
+    for history in (0, 1, 2**32 - 1, 2**32 + 5, 2**62 + 3):
+        for draws in (0, 17, 1000):
+            h, st, children, key, again = read_back(
+                np.uint64(9), np.int64(history), np.uint64(0xFFFF_FFFE), draws
+            )
+            assert h == history and st == 0xFFFF_FFFE
+            k = 0xFFFF_FFFE
+            for child in children:
+                expect, k = next_child(k)
+                assert child == expect
+            assert key == k and again == children[0]

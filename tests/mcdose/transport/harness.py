@@ -85,7 +85,7 @@ def electron_transmission(
         rng_init(rng, seed, i, 9)
         bank_n[0] = 0
         escaped, x, y, z, _ = transport_electron(
-            F(energy), x0, y0, F(1e-9), F0, F0, F1, i, 9, 9, -F1, -1,
+            F(energy), x0, y0, F(1e-9), F0, F0, F1, -F1, -1,
             voxels, mat_tab, inv_range, range_grid, ms_table, params,
             tally, counters, bank_f, bank_i, bank_n, bank_f, bank_i, bank_n, rng,
             L.NO_WORK_LIMIT,
