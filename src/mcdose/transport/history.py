@@ -616,9 +616,9 @@ def transport_photon(
 
     ``rng`` must be positioned in the photon's own stream, with its spawn key (which names
     its next electron: :func:`mcdose.physics.rng.rng_spawn`); history, stream and key are
-    read from ``rng`` where a particle is banked, as in :func:`transport_electron`.  After ``max_flights`` flights
-    the photon is suspended into the bank ``rest_*`` with its state, to be resumed by a later
-    pass exactly where it stopped.
+    read from ``rng`` where a particle is banked, as in :func:`transport_electron`.  After
+    ``max_flights`` flights the photon is suspended into the bank ``rest_*`` with its state,
+    to be resumed by a later pass exactly where it stopped.
 
     The escaped energy, and any deposited because a bank was full, are added to ``counters``
     where they occur (no accumulator held through the flights).
