@@ -10,6 +10,8 @@ code from the file)::
     voxel_mm        cubic voxel size the kernels were learned for (mm)
     nuclide         e.g. "Lu-177"
     emitted_keV     energy emitted per decay that the fractions refer to (keV)
+    part            "total" (kernels of electrons and photons) or "electron" (the electron
+                    emissions only; photons by FFT at dose time); absent: "total"
     training        loss, epochs, data (patch file parameters, histories), metrics
     provenance      mcdose.provenance.provenance(...) + torch version
 
@@ -49,6 +51,9 @@ class LoadedKernelModel:
     emitted_keV: float
     path: Path | None = None
     record: dict[str, Any] = field(default_factory=dict)
+    #: "total" (the kernels hold electrons and photons) or "electron" (electrons only: the
+    #: photons come from the photon kernels' FFT), see :data:`lvdk.train.PARTS`
+    part: str = "total"
 
     @property
     def size(self) -> int:
@@ -76,7 +81,8 @@ def default_model_path() -> Path:
 
 
 def save_kernel_model(path: str | Path, net: KernelNet, *, voxel_mm: float, nuclide: str,
-                      emitted_keV: float, training: dict | None = None) -> Path:  # fmt: skip
+                      emitted_keV: float, part: str = "total",
+                      training: dict | None = None) -> Path:  # fmt: skip
     """Write a model file atomically (see module doc)."""
     from mcdose.io.atomic import atomic_path
     from mcdose.provenance import provenance
@@ -90,6 +96,7 @@ def save_kernel_model(path: str | Path, net: KernelNet, *, voxel_mm: float, nucl
         "voxel_mm": float(voxel_mm),
         "nuclide": str(nuclide),
         "emitted_keV": float(emitted_keV),
+        "part": str(part),
         "parameters": count_parameters(net),
         "training": training or {},
         "provenance": {**provenance(method="lvdk-train"), "torch": str(torch.__version__)},
@@ -128,7 +135,11 @@ def load_kernel_model(path: str | Path | None = None, *, device: str = "cpu"
     except (TypeError, KeyError, RuntimeError) as exc:
         raise InputError(f"{where}: architecture does not match the weights "
                          f"({str(exc).splitlines()[0][:80]})") from None  # fmt: skip
+    part = str(rec.get("part", "total"))  # (files before the option: whole kernels)
+    if part not in ("total", "electron"):
+        raise InputError(f"{where}: unknown kernel part {part!r}")
     net.eval().to(device)
     return LoadedKernelModel(net, float(rec["voxel_mm"]), str(rec["nuclide"]),
                              float(rec["emitted_keV"]), path,
-                             {k: v for k, v in rec.items() if k != "state_dict"})  # fmt: skip
+                             {k: v for k, v in rec.items() if k != "state_dict"},
+                             part)  # fmt: skip

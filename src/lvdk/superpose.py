@@ -8,8 +8,12 @@ For an activity map ``A`` (MBq per voxel) and density ``ρ`` (g/cm³)::
 with ``f_o(s)`` the network's energy fractions for source ``s`` (:mod:`lvdk.model`) — the
 short-range part, β and near photons, in the kernel box ``N³`` — and ``S_γ,tail`` the
 soft-tissue photon kernel of :mod:`mcdose.vdk` (Gy per decay) with its central ``N³`` set
-to zero: the photon dose beyond the box, by the existing FFT convolution.  ``c(t)`` is the
-photon part's density correction:
+to zero: the photon dose beyond the box, by the existing FFT convolution.  A model of the
+electrons' part (``part="electron"``, :data:`lvdk.train.PARTS`) learns the electron
+emissions' kernel only (fractions of the electron energy per decay); then ``S_γ`` is the
+whole photon kernel, nothing cut: the network where the physics depends on the
+neighbourhood (β ranges in lung, bone, air), the photon kernels where it hardly does.
+``c(t)`` is the photon part's density correction:
 
 ``"tissue"`` (default)
     the tissue-class path of :mod:`mcdose.vdk`: each voxel takes the tail of its class's
@@ -169,8 +173,11 @@ def superpose_kernels(
 
 
 def photon_tail_kernel(photon_kernel: np.ndarray, size: int) -> np.ndarray:
-    """The photon kernel (Gy per decay) with its central ``size³`` box set to zero."""
+    """The photon kernel (Gy per decay) with its central ``size³`` box set to zero
+    (``size`` 0: nothing cut)."""
     k = np.array(photon_kernel, dtype=np.float32, copy=True)
+    if size <= 0:
+        return k
     cz, cy, cx = (s // 2 for s in k.shape)
     h = size // 2
     k[max(0, cz - h) : cz + h + 1, max(0, cy - h) : cy + h + 1, max(0, cx - h) : cx + h + 1] = 0
@@ -247,6 +254,8 @@ def lvdk_dose(
     mass_kg = np.maximum(rho.astype(np.float64), 1e-4) * voxel_cm3 * 1e-3
     dose = (energy * KEV_TO_J / mass_kg).astype(np.float32)
     t1 = time.perf_counter()
+    # the network's box holds the near photons too, unless it learned the electrons alone
+    box = model.size if model.part == "total" else 0
     hist = DEFAULT_KERNEL_HISTORIES if kernel_histories is None else int(kernel_histories)
     if photon_correction == "tissue":
         if photon_kernel is None:
@@ -255,7 +264,7 @@ def lvdk_dose(
             photon_kernel = {c: ks[1] for c, ks in sets.items()}
         if not isinstance(photon_kernel, dict):
             raise InputError("photon_correction 'tissue' needs one photon kernel per class")
-        tails = {c: dataclasses.replace(k, kernel=photon_tail_kernel(k.kernel, model.size),
+        tails = {c: dataclasses.replace(k, kernel=photon_tail_kernel(k.kernel, box),
                                         kernel_electron=None, kernel_photon=None,
                                         uncertainty=None)
                  for c, k in photon_kernel.items()}  # fmt: skip
@@ -268,7 +277,7 @@ def lvdk_dose(
                                      progress=progress)["soft_tissue"][1]  # fmt: skip
     if photon_kernel is not None:
         described = photon_kernel.describe()
-        tail = photon_tail_kernel(photon_kernel.kernel, model.size)
+        tail = photon_tail_kernel(photon_kernel.kernel, box)
         conv = FFTConvolver(tail, backend="auto")
     if photon_kernel is None:
         pass
@@ -283,6 +292,7 @@ def lvdk_dose(
         "model": str(model.path) if model.path else None,
         "model_voxel_mm": model.voxel_mm,
         "kernel_size": model.size,
+        "kernel_part": model.part,
         "photon_kernel": described,
         "photon_correction": photon_correction,
         "photon_tail_seconds": time.perf_counter() - t1,

@@ -60,28 +60,40 @@ class KernelData:
     voxel_mm: float
     emitted_keV: float
     nuclide: str
+    part: str = "total"  # "total" or "electron" (see load_patches)
 
     def subset(self, mask: np.ndarray) -> KernelData:
         idx = np.flatnonzero(mask)
         return KernelData(self.context[idx], self.fractions[idx], self.kernel[idx],
                           self.density[idx], self.uncertainty[idx], self.chunk[idx],
                           self.kind[idx], [self.info[i] for i in idx], self.voxel_mm,
-                          self.emitted_keV, self.nuclide)  # fmt: skip
+                          self.emitted_keV, self.nuclide, self.part)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.chunk)
 
 
-def load_patches(paths: str | Path | list, depth: int) -> KernelData:
+#: What a model's kernels hold: ``"total"`` — the whole MC kernel (electrons and photons),
+#: fractions of the total energy emitted per decay; ``"electron"`` — the electron emissions'
+#: part only (β, conversion and Auger electrons, their bremsstrahlung), fractions of the
+#: electron energy per decay; the photons are then left to the photon kernels' FFT
+#: (:func:`lvdk.superpose.lvdk_dose`).
+PARTS = ("total", "electron")
+
+
+def load_patches(paths: str | Path | list, depth: int, part: str = "total") -> KernelData:
     """Read kernel-patch files (one or several, same size, voxel, pad and nuclide) and derive
-    the training arrays (context of ``depth`` voxels).  Chunk numbers of the k-th file are
-    offset by ``k·100000`` so that they stay distinct."""
+    the training arrays (context of ``depth`` voxels) of the kernel ``part`` (:data:`PARTS`).
+    Chunk numbers of the k-th file are offset by ``k·100000`` so that they stay distinct."""
     from mcdose.dataset.kernel_patches import read_kernel_patches
     from mcdose.errors import InputError
     from mcdose.nuclides import load_nuclide
 
+    if part not in PARTS:
+        raise InputError(f"kernel part must be one of {', '.join(PARTS)}, got {part!r}")
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    key_kernel = "kernel" if part == "total" else "kernel_electron"
     parts = []
     ref = None
     for i, path in enumerate(paths):
@@ -100,11 +112,15 @@ def load_patches(paths: str | Path | list, depth: int) -> KernelData:
         raise InputError(f"{paths[0]}: patches have {pad} voxels of surroundings, the model "
                          f"needs {depth}")  # fmt: skip
     cat = {k: np.concatenate([d[k] for d in parts])
-           for k in ("density_region", "density", "kernel", "uncertainty", "chunk", "kind")}
+           for k in ("density_region", "density", key_kernel, "uncertainty", "chunk", "kind")}
+    cat["kernel"] = cat.pop(key_kernel)
     info = [x for d in parts for x in d["info"]]
     a, b = pad - depth, pad + n + depth
     context = cat["density_region"][:, a:b, a:b, a:b].astype(np.float32)
-    emitted = load_nuclide(p["nuclide"]).total_energy_per_decay_keV
+    nuc = load_nuclide(p["nuclide"])
+    emitted = nuc.total_energy_per_decay_keV
+    if part == "electron":
+        emitted -= nuc.photon_energy_per_decay_keV
     voxel_cm3 = (float(p["voxel_mm"]) / 10.0) ** 3
     mass = cat["density"].astype(np.float64) * voxel_cm3 * 1e-3
     f = (cat["kernel"] * mass / KEV_TO_J / emitted).reshape(len(mass), -1)
@@ -113,7 +129,7 @@ def load_patches(paths: str | Path | list, depth: int) -> KernelData:
     return KernelData(context, fractions, cat["kernel"].astype(np.float32),
                       cat["density"].astype(np.float32), cat["uncertainty"].astype(np.float32),
                       cat["chunk"], cat["kind"], info, float(p["voxel_mm"]), float(emitted),
-                      str(p["nuclide"]))  # fmt: skip
+                      str(p["nuclide"]), part)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
@@ -343,9 +359,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--losses", default="mse,iou")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--part", choices=PARTS, default="total",
+                    help="kernel the network learns: the whole MC kernel, or the electrons' "
+                         "part (photons by FFT at dose time)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    data = load_patches(args.patches, ModelConfig().depth)
+    data = load_patches(args.patches, ModelConfig().depth, part=args.part)
     tr, te = split_by_chunk(data)
     log.info("patches: %d train, %d held out", len(tr), len(te))
     runs: dict[str, Any] = {}
@@ -360,13 +379,14 @@ def main(argv: list[str] | None = None) -> None:
                  m["iou"]["mean"], m["iou_off_centre"]["mean"], m["energy_error"]["mean_abs"])
     chosen = max(runs, key=lambda k: runs[k]["held_out"]["iou"]["mean"])
     params = [json.loads(json.dumps(read_params(p))) for p in args.patches]
-    training = {"loss": chosen, "epochs": args.epochs, "patch_files": [str(p) for p in
-                args.patches], "patch_params": params, "train_patches": len(tr),
+    training = {"loss": chosen, "part": args.part, "epochs": args.epochs,
+                "patch_files": [str(p) for p in args.patches], "patch_params": params, "train_patches": len(tr),
                 "held_out_patches": len(te),
                 "held_out": {k: v for k, v in runs[chosen]["held_out"].items()
                              if k != "per_patch"}}  # fmt: skip
     save_kernel_model(args.out, models[chosen], voxel_mm=data.voxel_mm, nuclide=data.nuclide,
-                      emitted_keV=data.emitted_keV, training=training)  # fmt: skip
+                      emitted_keV=data.emitted_keV, part=data.part,
+                      training=training)  # fmt: skip
     write_json(args.report, {"chosen": chosen, "runs": runs, "train_patches": len(tr),
                              "held_out_patches": len(te), "patch_params": params})  # fmt: skip
 

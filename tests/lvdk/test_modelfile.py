@@ -20,6 +20,11 @@ def test_round_trip(tmp_path):
     m = load_kernel_model(p)
     assert m.voxel_mm == 4.0 and m.nuclide == "Lu-177" and m.size == 5
     assert m.record["training"]["loss"] == "mse"
+    assert m.part == "total"  # the default: whole kernels
+    e = load_kernel_model(save_kernel_model(tmp_path / "e.pt", net, voxel_mm=4.0,
+                                            nuclide="Lu-177", emitted_keV=148.0,
+                                            part="electron"))  # fmt: skip
+    assert e.part == "electron" and e.emitted_keV == 148.0
     x = torch.rand(2, 9, 9, 9) + 0.5
     net.eval()
     with torch.no_grad():
@@ -33,6 +38,12 @@ def test_bad_files(tmp_path):
     bad.write_text("not a model")
     with pytest.raises(InputError, match="not a readable lvdk model"):
         load_kernel_model(bad)
+    odd = tmp_path / "odd.pt"
+    net = KernelNet(ModelConfig(size=5, channels=4, depth=2))
+    save_kernel_model(odd, net, voxel_mm=4.0, nuclide="Lu-177", emitted_keV=1.0,
+                      part="positrons")
+    with pytest.raises(InputError, match="unknown kernel part"):
+        load_kernel_model(odd)
     other = tmp_path / "other.pt"
     torch.save({"format": "residualnet-model"}, other)
     with pytest.raises(InputError, match="not an lvdk model"):

@@ -2,9 +2,9 @@
 
 The reference is mcdose's own MC (the training data's generator, a new seed): a unit source
 uniform in the centre voxel of a homogeneous 13³ region of 4 mm voxels.  Tolerance per voxel:
-k = 3 MC standard errors plus 3 % (the model's learned error, measured 0.4 % in the source
-voxel and 1–2.5 % in its face neighbours); the energy absorbed in the 9³ box within 0.02 of
-the emitted energy (measured 0.001–0.013).
+k = 3 MC standard errors plus 3 % (the model's learned error); the energy absorbed in the
+9³ box within 0.02 of the emitted energy.  The model learns the kernel of the electron
+emissions (``part="electron"``), so that is the reference.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ def test_shipped_model_loads_for_lu177_at_4mm():
     assert m.path == default_model_path()
     assert m.voxel_mm == 4.0 and m.nuclide == "Lu-177" and m.size == 9
     assert m.record["training"]["held_out"]["iou"]["mean"] >= 0.95
+    # the shipped model learns the electrons' kernel (photons by the tissue-class photon
+    # kernels): at the lung and bone interfaces it is within 10 % of MC (docs/lvdk.md)
+    assert m.part == "electron"
+    assert m.emitted_keV == pytest.approx(147.984, abs=0.01)
 
 
 @pytest.mark.parametrize("rho", [1.04, 0.26])
@@ -36,7 +40,11 @@ def test_homogeneous_patch_reproduces_the_mc_kernel(rho):
     r = simulate_patch(region, cfg, seed=4242, device="cpu", threads=1)
     f = predict_patches(m.net, region[None])[0]
     k = f[:-1].reshape(9, 9, 9) * m.emitted_keV * KEV_TO_J / (rho * 0.064e-3)
+    # the part the model learned (electrons only: the photons come from the photon kernels);
+    # σ of that part is bounded by the whole kernel's σ (relative error × kernel)
+    key = "kernel" if m.part == "total" else "kernel_electron"
     for idx in [(4, 4, 4), (4, 4, 5), (3, 4, 4)]:
-        mc, u = r["kernel"][idx], r["uncertainty"][idx]
-        assert abs(k[idx] - mc) <= K_SIGMA * u * mc + 0.03 * mc, (idx, k[idx], mc, u)
-    assert abs(f[:-1].sum() - r["energy_fraction"]) < 0.02
+        mc, sigma = r[key][idx], r["uncertainty"][idx] * r["kernel"][idx]
+        assert abs(k[idx] - mc) <= K_SIGMA * sigma + 0.03 * mc, (idx, k[idx], mc, sigma)
+    absorbed = float((r[key] * rho * 0.064e-3).sum()) / (m.emitted_keV * KEV_TO_J)
+    assert abs(f[:-1].sum() - absorbed) < 0.02

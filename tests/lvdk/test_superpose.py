@@ -105,6 +105,27 @@ def test_photon_tail_zeroes_the_box_and_adds_linearly():
                                atol=1e-6 * dose_t.max())
 
 
+def test_electron_part_model_adds_the_whole_photon_kernel():
+    # a model of the electrons' part leaves all photons to the photon kernel: nothing of it
+    # is cut out of the box (a total-kernel model's box already holds the near photons)
+    m = _model()
+    m.part = "electron"
+    rho, act = _maps()
+    photon = Kernel(kernel=np.full((9, 9, 9), 1e-14, np.float32), voxel_mm=(4.0,) * 3,
+                    nuclide="Lu-177", material="soft_tissue", density_g_cm3=1.04,
+                    histories=10, emissions="photons")
+    dose, info = lvdk_dose(act, rho, (4.0, 4.0, 4.0), model=m, photon_kernel=photon,
+                           photon_correction="none", device="cpu")
+    e, _ = superpose_kernels(act, rho, m, device="cpu")
+    short = e * KEV_TO_J / (rho.astype(np.float64) * 0.064 * 1e-3)
+    from scipy.signal import fftconvolve
+
+    whole = fftconvolve(act.astype(np.float64) * 1e6, photon.kernel, mode="same")
+    np.testing.assert_allclose(dose, short + whole, rtol=2e-4, atol=1e-6 * dose.max())
+    assert info["kernel_part"] == "electron"
+    assert np.array_equal(photon_tail_kernel(photon.kernel, 0), photon.kernel)
+
+
 def test_grid_must_match_the_model():
     m = _model()
     rho, act = _maps()
