@@ -380,7 +380,8 @@ def main(argv: list[str] | None = None) -> None:
     chosen = max(runs, key=lambda k: runs[k]["held_out"]["iou"]["mean"])
     params = [json.loads(json.dumps(read_params(p))) for p in args.patches]
     training = {"loss": chosen, "part": args.part, "epochs": args.epochs,
-                "patch_files": [str(p) for p in args.patches], "patch_params": params, "train_patches": len(tr),
+                "patch_files": [str(p) for p in args.patches], "patch_params": params,
+                "train_patches": len(tr),
                 "held_out_patches": len(te),
                 "held_out": {k: v for k, v in runs[chosen]["held_out"].items()
                              if k != "per_patch"}}  # fmt: skip
