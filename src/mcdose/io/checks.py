@@ -78,6 +78,12 @@ class NiftiHeader:
         Byte offset of the voxel data in the (uncompressed) file.
     pixdim : tuple of 3 float
         ``pixdim[1:4]``, the voxel spacing (mm for the usual ``xyzt_units``).
+    header_size : int
+        348 (NIfTI-1) or 540 (NIfTI-2).
+    ndim_stored : int
+        ``dim[0]`` as stored (``dims`` is cut to 1–7 of them).
+    bitpix : int
+        Bits per voxel as stored.
     """
 
     endian: str
@@ -85,6 +91,9 @@ class NiftiHeader:
     datatype: int
     vox_offset: int
     pixdim: tuple[float, float, float]
+    header_size: int = 348
+    ndim_stored: int = 3
+    bitpix: int = 0
 
 
 def _parse_nifti_header(head: bytes) -> NiftiHeader | None:
@@ -95,10 +104,12 @@ def _parse_nifti_header(head: bytes) -> NiftiHeader | None:
         if size == 348:
             dim = struct.unpack(endian + "8h", head[40:56])
             datatype = struct.unpack(endian + "h", head[70:72])[0]
+            bitpix = struct.unpack(endian + "h", head[72:74])[0]
             pixdim = struct.unpack(endian + "3f", head[80:92])
             offset = struct.unpack(endian + "f", head[108:112])[0]
         elif size == 540 and len(head) >= 540:
             datatype = struct.unpack(endian + "h", head[12:14])[0]
+            bitpix = struct.unpack(endian + "h", head[14:16])[0]
             dim = struct.unpack(endian + "8q", head[16:80])
             pixdim = struct.unpack(endian + "3d", head[112:136])
             offset = struct.unpack(endian + "q", head[168:176])[0]
@@ -112,6 +123,9 @@ def _parse_nifti_header(head: bytes) -> NiftiHeader | None:
             datatype=int(datatype),
             vox_offset=max(vox_offset, 0),
             pixdim=(float(pixdim[0]), float(pixdim[1]), float(pixdim[2])),
+            header_size=int(size),
+            ndim_stored=int(dim[0]),
+            bitpix=int(bitpix),
         )
     return None
 

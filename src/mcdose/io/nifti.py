@@ -26,7 +26,6 @@ Every refusal is an :class:`~mcdose.errors.InputError` with one line naming the 
 from __future__ import annotations
 
 import os
-import struct
 import zlib
 from pathlib import Path
 
@@ -106,31 +105,20 @@ def _decompressed_size(path: Path) -> tuple[int, bool]:
 
 
 def nifti_expected_bytes(head: bytes) -> tuple[int, int] | None:
-    """``(vox_offset, data bytes)`` from a NIfTI-1/-2 header, None if it is not one."""
-    if len(head) < 348:
+    """``(vox_offset, data bytes)`` from a NIfTI-1/-2 header, None if it is not one.
+
+    The offset is at least the header's own end (352 / 544 bytes, as readers assume).
+    """
+    from mcdose.io.checks import _parse_nifti_header
+
+    h = _parse_nifti_header(head)
+    if h is None or not 1 <= h.ndim_stored <= 7 or h.bitpix <= 0 or h.bitpix % 8:
         return None
-    for endian in ("<", ">"):
-        size = struct.unpack(endian + "i", head[:4])[0]
-        if size == 348:
-            dim = struct.unpack(endian + "8h", head[40:56])
-            bitpix = struct.unpack(endian + "h", head[72:74])[0]
-            offset = struct.unpack(endian + "f", head[108:112])[0]
-            offset = int(offset) if np.isfinite(offset) else 352
-            offset = max(offset, 352)
-        elif size == 540 and len(head) >= 540:
-            bitpix = struct.unpack(endian + "h", head[14:16])[0]
-            dim = struct.unpack(endian + "8q", head[16:80])
-            offset = max(int(struct.unpack(endian + "q", head[168:176])[0]), 544)
-        else:
-            continue
-        ndim = int(dim[0])
-        if not 1 <= ndim <= 7 or bitpix <= 0 or bitpix % 8:
-            return None
-        n = 1
-        for d in dim[1 : 1 + ndim]:
-            n *= max(int(d), 1)
-        return offset, n * int(bitpix) // 8
-    return None
+    offset = max(h.vox_offset, 352 if h.header_size == 348 else 544)
+    n = 1
+    for d in h.dims:
+        n *= max(int(d), 1)
+    return offset, n * h.bitpix // 8
 
 
 def _check_nifti(path: Path) -> None:
