@@ -44,11 +44,11 @@ VARIANTS = (
 
 def measure(preset: str, histories: int, repeat: int) -> dict:
     import numba
+    from suite.common import phantom
 
     from mcdose.physics import layout as L
     from mcdose.transport.cpu import CpuBackend
     from mcdose.transport.setup import prepare_simulation
-    from suite.common import phantom
 
     numba.set_num_threads(1)
     ph = phantom(preset)
