@@ -31,7 +31,7 @@ __all__ = ["DEFAULT_MODEL", "MODELS_DIR", "ShippedModel", "file_sha256", "shippe
 #: folder of the shipped models (package data)
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 #: the model ``mcdose dose --method cnn`` uses when no ``--model`` is given
-DEFAULT_MODEL = "lu177-4mm-medium-v1"
+DEFAULT_MODEL = "lu177-4mm-medium-v2"
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class ShippedModel:
     Attributes
     ----------
     name
-        The stem of its files, e.g. ``"lu177-4mm-medium-v1"``.
+        The stem of its files, e.g. ``"lu177-4mm-medium-v2"``.
     path
         The model file (``.pt``).
     card
