@@ -43,7 +43,7 @@ def _decay_pass(first, last, seed, voxels, src_index, src_prob, src_alias, beta_
     rng = np.empty(STATE_SIZE, np.uint64)
     for h in range(first, last):
         sample_decay(
-            h, seed, voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines,
+            h, seed, -1, voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines,
             params, tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
         )  # fmt: skip
 
@@ -91,7 +91,7 @@ def history_work(first, last, seed, voxels, src_index, src_prob, src_alias, beta
     work = np.zeros(last - first, np.int64)
     for h in range(first, last):
         work[h - first] = run_history(
-            h, seed, voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines,
+            h, seed, -1, voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines,
             mat_tab, inv_range, range_grid, kn_table, ray_table, ms_table, majorant, params,
             tally, counters, rng, stack_f, stack_i, stack_n,
         )  # fmt: skip

@@ -98,7 +98,7 @@ def decay_kernel(
     h = first + cuda.grid(1)
     while h < last:
         sample_decay(
-            h, seed,
+            h, seed, -1,
             voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
             tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
         )  # fmt: skip

@@ -66,6 +66,7 @@ from mcdose.physics.rng import (
     next_child,
     rng_history,
     rng_init,
+    rng_next_u32,
     rng_seek,
     rng_set_spawn_key,
     rng_spawn,
@@ -704,9 +705,54 @@ def count_emissions(yield_per_decay, xi):
     return n
 
 
+#: Random words :func:`sample_source_voxel` draws (the first of a history's stream 0).
+SOURCE_VOXEL_WORDS = 2
+
+
+@register_jitable
+def source_draws(rng, n_src):
+    """The two draws that choose a decay's voxel: (alias-table slot j, uniform ξ).
+
+    Parameters
+    ----------
+    rng : uint64[STATE_SIZE]
+        Random state, freshly initialised at the history's stream 0; advanced by
+        :data:`SOURCE_VOXEL_WORDS` words.
+    n_src : int
+        Number of active voxels (entries of the alias table).
+    """
+    j = int(rng_uniform64(rng) * n_src)  # 32-bit uniform: n_src may exceed 2²⁴
+    if j >= n_src:
+        j = n_src - 1
+    return j, rng_uniform(rng)
+
+
+@register_jitable
+def source_voxel(j, xi, src_index, src_prob, src_alias):
+    """Flat voxel index for alias-table slot ``j`` and uniform ``xi`` (see :func:`source_draws`)."""
+    if xi >= src_prob[j]:
+        j = src_alias[j]
+    return src_index[j]
+
+
+@register_jitable
+def sample_source_voxel(rng, src_index, src_prob, src_alias):
+    """Decay voxel (flat index) by the alias table; draws :data:`SOURCE_VOXEL_WORDS` words.
+
+    Parameters
+    ----------
+    rng : uint64[STATE_SIZE]
+        Random state, freshly initialised at the history's stream 0.
+    src_index, src_prob, src_alias : ndarray
+        Alias table over the active voxels (flat indices, acceptance probabilities, aliases).
+    """
+    j, xi = source_draws(rng, src_index.shape[0])
+    return source_voxel(j, xi, src_index, src_prob, src_alias)
+
+
 @register_jitable
 def sample_decay(
-    history, seed,
+    history, seed, vox,
     voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
     tally, counters, ph_f, ph_i, ph_n, el_f, el_i, el_n, rng,
 ):  # fmt: skip
@@ -716,19 +762,22 @@ def sample_decay(
     :func:`mcdose.physics.rng.next_child` from spawn key 0.  Photons go to bank ``ph_*``,
     electrons to ``el_*`` (the CPU engine passes its one stack as both).  Energy deposited
     at the decay site and the emitted energy are added to ``tally`` and ``counters``.
+
+    ``vox`` is the decay's voxel when the caller has already drawn it with
+    :func:`sample_source_voxel` from the same stream (the CPU engine does, to run a chunk of
+    histories in voxel order); −1 samples it here.  Either way the same words are used, so
+    the decay is the same.
     """
     rng_init(rng, seed, history, 0)
     nx = int(params[L.P_NX])
     ny = int(params[L.P_NY])
     scale = params[L.P_TALLY_SCALE]
     # --- decay position: voxel by alias table, uniform inside the voxel
-    n_src = src_index.shape[0]
-    j = int(rng_uniform64(rng) * n_src)  # 32-bit uniform: n_src may exceed 2²⁴
-    if j >= n_src:
-        j = n_src - 1
-    if rng_uniform(rng) >= src_prob[j]:
-        j = src_alias[j]
-    vox = src_index[j]
+    if vox < 0:
+        vox = sample_source_voxel(rng, src_index, src_prob, src_alias)
+    else:
+        for _ in range(SOURCE_VOXEL_WORDS):
+            rng_next_u32(rng)
     ix = vox % nx
     iy = (vox // nx) % ny
     iz = vox // (nx * ny)
@@ -861,13 +910,15 @@ def transport_banked_electron(
 
 @register_jitable
 def run_history(
-    history, seed,
+    history, seed, vox,
     voxels, src_index, src_prob, src_alias,
     beta_icdf, elines, plines,
     mat_tab, inv_range, range_grid, kn_table, ray_table, ms_table, majorant, params,
     tally, counters, rng, stack_f, stack_i, stack_n,
 ):  # fmt: skip
     """Sample decay number ``history`` and transport everything it emits, depth-first.
+
+    ``vox`` is its voxel if already drawn, else −1 (see :func:`sample_decay`).
 
     The thread's bank ``stack_*`` serves as a last-in first-out stack.  Energies are added
     to ``tally`` (deposited, fixed point per voxel) and ``counters`` (emitted, escaped, bank
@@ -880,7 +931,7 @@ def run_history(
     """
     stack_n[0] = 0
     sample_decay(
-        history, seed,
+        history, seed, vox,
         voxels, src_index, src_prob, src_alias, beta_icdf, elines, plines, params,
         tally, counters, stack_f, stack_i, stack_n, stack_f, stack_i, stack_n, rng,
     )  # fmt: skip
@@ -911,6 +962,9 @@ __all__ = [
     "photon_flight",
     "run_history",
     "sample_decay",
+    "sample_source_voxel",
+    "source_draws",
+    "source_voxel",
     "tally_add",
     "transport_banked_electron",
     "transport_banked_photon",
