@@ -62,7 +62,16 @@ P_STEP_SHIFT = 38  # ln(1 − step_fraction) / Δln E: energy-grid offset of E·
 P_INV_DX = 39  # 1 / voxel size along x, 1/cm (multiplications instead of divisions)
 P_INV_DY = 40
 P_INV_DZ = 41
-N_PARAMS = 42
+# the body box: photons outside it fly against a smaller majorant (see photon_flight)
+P_BOX_X0 = 42  # lower corner of the box holding every voxel denser than air, cm
+P_BOX_Y0 = 43
+P_BOX_Z0 = 44
+P_BOX_X1 = 45  # upper corner, cm
+P_BOX_Y1 = 46
+P_BOX_Z1 = 47
+P_OUTSIDE_SCALE = 48  # majorant outside the box / majorant inside (≥ 1.0: no box)
+P_INV_OUTSIDE_SCALE = 49  # its reciprocal
+N_PARAMS = 50
 
 #: Photon energy of positron annihilation at rest, keV (mₑc², CODATA 2018).
 ANNIHILATION_KEV = 510.99895

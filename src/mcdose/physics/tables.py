@@ -310,6 +310,7 @@ def _build(material_names: tuple[str, ...], e_max_keV: float, k_cut_keV: float) 
     ms_table, ms_log_kappa_min, ms_inv_dlog_kappa = ms_screening_table()
 
     params = np.zeros(L.N_PARAMS)
+    params[L.P_OUTSIDE_SCALE] = params[L.P_INV_OUTSIDE_SCALE] = 1.0  # no body box (setup sets one)
     params[L.P_LOG_E_MIN] = math.log(energy[0])
     params[L.P_INV_DLOG_E] = 1.0 / (math.log(energy[1]) - math.log(energy[0]))
     params[L.P_N_E] = n_e

@@ -1,19 +1,20 @@
 """CPU driver: ``numba.njit(parallel=True)`` over chunks of histories, private per-thread tallies.
 
 Each thread adds into its own row of a ``(threads, voxels)`` uint64 tally; rows are summed
-at the end of each batch.  A thread takes a chunk of :data:`CHUNK` decays, draws their
-source voxels, sorts them by voxel and runs them in that order, prefetching the density and
-tally lines of the decays just ahead (:mod:`mcdose.transport.locality`): the paper
-phantom's maps are far larger than the caches, and in voxel order the misses are fewer and
-overlap.  The transport kernel is compiled without numba's reference-counting runtime
-(``_nrt=False``): it allocates nothing (random states, particle stacks and sort scratch are
-passed in), and without the runtime the many small physics functions that take arrays are
-called without atomic reference-count updates (+25–30 % decays/s on the paper phantom).
+at the end of each batch.  The paper phantom's maps (density, tally: hundreds of MB) are
+far larger than the caches, so the engine is bound by memory latency, and it is arranged to
+overlap its cache misses: a thread takes a chunk of :data:`CHUNK` decays, draws all their
+source voxels first (the alias-table look-ups then run as a tight loop of independent
+loads), and while it runs one decay it prefetches the density and tally lines of the decay
+:data:`PREFETCH_AHEAD` places on (:mod:`mcdose.transport.prefetch`).  The transport kernel
+is compiled without numba's reference-counting runtime (``_nrt=False``): it allocates
+nothing (random states, particle stacks and source scratch are passed in), and without the
+runtime the many small physics functions that take arrays are called without atomic
+reference-count updates.
 
 Integer addition is exact and associative, so the result does not depend on the number of
-threads, on which thread ran which history or in which order — together with the
-counter-based random numbers (one stream per particle) a seed gives bit-identical dose for
-any thread count.
+threads or on which thread ran which history — together with the counter-based random
+numbers (one stream per particle) a seed gives bit-identical dose for any thread count.
 """
 
 from __future__ import annotations
@@ -25,17 +26,9 @@ from mcdose._jit_cache import physics_keyed_cache
 from mcdose.physics import layout as L
 from mcdose.physics.rng import STATE_SIZE, rng_init
 from mcdose.transport.history import run_history, source_draws, source_voxel
-from mcdose.transport.locality import (
-    RADIX_BITS,
-    key_position,
-    key_voxel,
-    pack_key,
-    sort_keys_by_voxel,
-)
 from mcdose.transport.prefetch import prefetch_row
 
-#: Decays per chunk of work: a thread draws the chunk's source voxels, sorts the decays by
-#: voxel and runs them in that order (see :mod:`mcdose.transport.locality`).
+#: Decays per chunk of work: a thread draws the chunk's source voxels, then runs its decays.
 CHUNK = 16384
 
 #: How many decays ahead the chunk loop prefetches a decay's density and tally lines.
@@ -47,11 +40,12 @@ _cache.__enter__()  # the decorators below cache under a folder keyed by the phy
 
 @numba.njit(parallel=True, cache=True, _nrt=False)
 def _run_histories(
-    first, last, seed, chunk, voxel_bits,
+    first, last, seed, chunk,
     voxels, src_index, src_prob, src_alias,
     beta_icdf, elines, plines,
     mat_tab, inv_range, range_grid, kn_table, ray_table, ms_table, majorant, params,
-    tallies, counters, rng_states, stacks_f, stacks_i, stacks_n, keys, draws, counts,
+    tallies, counters, rng_states, stacks_f, stacks_i, stacks_n,
+    source_slots, source_xis, source_voxels,
 ):  # fmt: skip
     n = last - first
     n_chunks = (n + chunk - 1) // chunk
@@ -59,9 +53,9 @@ def _run_histories(
     for c in numba.prange(n_chunks):
         slot = numba.get_thread_id()
         rng = rng_states[slot]
-        order = keys[slot, 0]
-        scratch = keys[slot, 1]
-        xis = draws[slot]
+        slots = source_slots[slot]
+        xis = source_xis[slot]
+        vox = source_voxels[slot]
         tally = tallies[slot]
         start = first + c * chunk
         m = min(last, start + chunk) - start
@@ -69,19 +63,17 @@ def _run_histories(
         # loop of independent loads, so that their cache misses overlap ...
         for i in range(m):
             rng_init(rng, seed, start + i, 0)
-            scratch[i], xis[i] = source_draws(rng, n_src)
+            slots[i], xis[i] = source_draws(rng, n_src)
         for i in range(m):
-            order[i] = pack_key(source_voxel(scratch[i], xis[i], src_index, src_prob, src_alias), i)
-        # ... then its histories in voxel order (see mcdose.transport.locality), each asking
-        # for the density and tally lines of the decay PREFETCH_AHEAD places on
-        sort_keys_by_voxel(order, scratch, counts[slot], m, voxel_bits)
-        for k in range(m):
-            if k + PREFETCH_AHEAD < m:
-                ahead = key_voxel(order[k + PREFETCH_AHEAD])
-                prefetch_row(voxels, ahead)
-                prefetch_row(tally, ahead)
+            vox[i] = source_voxel(slots[i], xis[i], src_index, src_prob, src_alias)
+        # ... then the histories, each asking for the density and tally lines of the decay
+        # PREFETCH_AHEAD places on, so that they arrive while this one runs
+        for i in range(m):
+            if i + PREFETCH_AHEAD < m:
+                prefetch_row(voxels, vox[i + PREFETCH_AHEAD])
+                prefetch_row(tally, vox[i + PREFETCH_AHEAD])
             run_history(
-                start + key_position(order[k]), seed, key_voxel(order[k]),
+                start + i, seed, vox[i],
                 voxels, src_index, src_prob, src_alias,
                 beta_icdf, elines, plines,
                 mat_tab, inv_range, range_grid, kn_table, ray_table, ms_table, majorant, params,
@@ -131,10 +123,9 @@ class CpuBackend:
         self._stacks_f = np.zeros((self.threads, L.STACK_COLUMNS, L.STACK_SIZE), np.float32)
         self._stacks_i = np.zeros((self.threads, L.BANK_INT_COLUMNS, L.STACK_SIZE), np.int64)
         self._stacks_n = np.zeros((self.threads, 1), np.int64)
-        self._keys = np.zeros((self.threads, 2, CHUNK), np.int64)
-        self._draws = np.zeros((self.threads, CHUNK), np.float32)
-        self._counts = np.zeros((self.threads, 1 << RADIX_BITS), np.int64)
-        self._voxel_bits = max(1, int(n_vox - 1).bit_length())
+        self._source_slots = np.zeros((self.threads, CHUNK), np.int64)
+        self._source_xis = np.zeros((self.threads, CHUNK), np.float32)
+        self._source_voxels = np.zeros((self.threads, CHUNK), np.int64)
         self.energy_sum = np.zeros(n_vox)
         self.energy_sum_sq = np.zeros(n_vox)
 
@@ -147,10 +138,9 @@ class CpuBackend:
             chunk = max(1, min(CHUNK, (last - first) // (4 * self.threads)))
             _run_histories(
                 np.int64(first), np.int64(last), np.uint64(seed), np.int64(chunk),
-                np.int64(self._voxel_bits),
                 *self._arrays, self._tallies, self._counters, self._rng_states,
-                self._stacks_f, self._stacks_i, self._stacks_n, self._keys, self._draws,
-                self._counts,
+                self._stacks_f, self._stacks_i, self._stacks_n,
+                self._source_slots, self._source_xis, self._source_voxels,
             )  # fmt: skip
         finally:
             numba.set_num_threads(previous)

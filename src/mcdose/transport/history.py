@@ -558,6 +558,48 @@ SUSPEND = 4
 NO_FLIGHT_LIMIT = L.NO_WORK_LIMIT
 
 
+#: How far past the body box's face a photon is put when its flight reaches the box, cm
+#: (1 µm of air: the interactions skipped there are < 10⁻⁷ of the photon's).
+BOX_STEP_IN_CM = np.float32(1e-4)
+
+
+@register_jitable
+def in_body_box(x, y, z, params):
+    """Whether (x, y, z) cm lies in the body box (``P_BOX_*``, faces included)."""
+    return (
+        x >= params[L.P_BOX_X0]
+        and x <= params[L.P_BOX_X1]
+        and y >= params[L.P_BOX_Y0]
+        and y <= params[L.P_BOX_Y1]
+        and z >= params[L.P_BOX_Z0]
+        and z <= params[L.P_BOX_Z1]
+    )
+
+
+@register_jitable
+def _slab(t_near, t_far, p, d, lo, hi):
+    """Clip the ray parameter interval [t_near, t_far] by the slab lo ≤ p + t·d ≤ hi."""
+    if d == F0:
+        if p < lo or p > hi:
+            return F_FAR, F0  # parallel and outside: empty
+        return t_near, t_far
+    inv = F1 / d
+    t1 = (lo - p) * inv
+    t2 = (hi - p) * inv
+    if t1 > t2:
+        t1, t2 = t2, t1
+    return max(t_near, t1), min(t_far, t2)
+
+
+@register_jitable
+def distance_to_body_box(x, y, z, u, v, w, params):
+    """Path length (cm) along (u, v, w) to the body box, or ``F_FAR`` if the ray misses it."""
+    t0, t1 = _slab(F0, F_FAR, x, u, params[L.P_BOX_X0], params[L.P_BOX_X1])
+    t0, t1 = _slab(t0, t1, y, v, params[L.P_BOX_Y0], params[L.P_BOX_Y1])
+    t0, t1 = _slab(t0, t1, z, w, params[L.P_BOX_Z0], params[L.P_BOX_Z1])
+    return t0 if t0 <= t1 else F_FAR
+
+
 @register_jitable
 def photon_flight(energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, rng,
                   max_flights=NO_FLIGHT_LIMIT):  # fmt: skip
@@ -566,6 +608,14 @@ def photon_flight(energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, r
     Flights are sampled against the majorant μ̂(E); at each tentative site a real
     interaction is accepted with probability μ(r, E)/μ̂(E) and its type chosen from the
     partial attenuation coefficients with the same uniform number.
+
+    Outside the *body box* (the box holding every voxel denser than air, ``P_BOX_*``) the
+    majorant is ``P_OUTSIDE_SCALE``·μ̂(E), which bounds μ there (set by
+    :mod:`mcdose.transport.setup`): a photon in the air around the patient flies metres per
+    flight instead of centimetres.  A flight from outside that reaches the box stops at its
+    face (no interaction: tracking with a majorant is memoryless, so restarting the flight
+    there with the box's majorant is exact) and goes on from just inside.  A flight from
+    inside uses μ̂(E) all the way, which bounds μ everywhere.
 
     After ``max_flights`` flights without a real interaction the flight stops with outcome
     SUSPEND at the last (virtual) site.
@@ -585,7 +635,18 @@ def photon_flight(energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, r
         if flights >= max_flights:
             return SUSPEND, x, y, z, -1, -1, i, f, flights
         flights += 1
-        s = -math.log(rng_uniform(rng)) * inv_mu_major
+        outside = params[L.P_OUTSIDE_SCALE] < F1 and not in_body_box(x, y, z, params)
+        if outside:
+            s = -math.log(rng_uniform(rng)) * (inv_mu_major * params[L.P_INV_OUTSIDE_SCALE])
+            t = distance_to_body_box(x, y, z, u, v, w, params)
+            if s > t:  # reaches the box first: on from just inside its face
+                t += BOX_STEP_IN_CM
+                x += t * u
+                y += t * v
+                z += t * w
+                continue
+        else:
+            s = -math.log(rng_uniform(rng)) * inv_mu_major
         x += s * u
         y += s * v
         z += s * w
@@ -596,6 +657,8 @@ def photon_flight(energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, r
         rho = voxels[vox, L.V_DENSITY]
         m = int(voxels[vox, L.V_MATERIAL])
         r = rng_uniform(rng) * majorant[i] / rho  # compare in cm²/g: one multiply fewer
+        if outside:
+            r *= params[L.P_OUTSIDE_SCALE]
         mu = lerp_mat(mat_tab, m, L.MU_PHOTO, i, f)
         if r < mu:
             return PHOTOELECTRIC, x, y, z, vox, m, i, f, flights
@@ -764,9 +827,9 @@ def sample_decay(
     at the decay site and the emitted energy are added to ``tally`` and ``counters``.
 
     ``vox`` is the decay's voxel when the caller has already drawn it with
-    :func:`sample_source_voxel` from the same stream (the CPU engine does, to run a chunk of
-    histories in voxel order); −1 samples it here.  Either way the same words are used, so
-    the decay is the same.
+    :func:`sample_source_voxel` from the same stream (the CPU engine does, a chunk of decays
+    at a time, to overlap the look-ups' cache misses); −1 samples it here.  Either way the
+    same words are used, so the decay is the same.
     """
     rng_init(rng, seed, history, 0)
     nx = int(params[L.P_NX])

@@ -1,8 +1,8 @@
 """A software prefetch for the CPU kernels: ask for a cache line before it is needed.
 
-The CPU engine's decays wait mostly on memory (see :mod:`mcdose.transport.locality`); where
-the next address is known early — the next decay's voxel, in a chunk sorted by voxel — the
-kernel asks for its density and tally lines while the current decay runs, so the two misses
+The CPU engine's decays wait mostly on memory (see :mod:`mcdose.transport.cpu`); where the
+next address is known early — the voxel of a decay a few places on in the chunk — the
+kernel asks for its density and tally lines while the current decay runs, so the misses
 overlap instead of following each other.  :func:`prefetch_row` is LLVM's ``llvm.prefetch``
 (a hint: it changes no value, and a bad address does not fault).
 """

@@ -134,6 +134,73 @@ def _max_density_per_material(voxels: np.ndarray, n_mat: int) -> np.ndarray:
     return out
 
 
+#: Voxels at most this dense (g/cm³) may lie outside the body box: air and CT noise in air.
+BODY_BOX_DENSITY_G_CM3 = 0.05
+
+#: Below this ratio of majorants the body box is used (above it the extra stops cost more
+#: than the longer flights outside save).
+BODY_BOX_MAX_SCALE = 0.5
+
+
+@numba.njit(cache=True)
+def _body_box_and_outside_density(voxels, nx, ny, nz, n_mat, threshold):
+    """Index bounds (x0, y0, z0, x1, y1, z1) of the voxels denser than ``threshold`` and the
+    maximum density per material of the voxels outside those bounds (0 where none)."""
+    lo = np.array([nx, ny, nz])
+    hi = np.array([-1, -1, -1])
+    for v in range(voxels.shape[0]):
+        if voxels[v, 0] > threshold:
+            ix = v % nx
+            iy = (v // nx) % ny
+            iz = v // (nx * ny)
+            lo[0] = min(lo[0], ix)
+            lo[1] = min(lo[1], iy)
+            lo[2] = min(lo[2], iz)
+            hi[0] = max(hi[0], ix)
+            hi[1] = max(hi[1], iy)
+            hi[2] = max(hi[2], iz)
+    rho_out = np.zeros(n_mat)
+    for v in range(voxels.shape[0]):
+        ix = v % nx
+        iy = (v // nx) % ny
+        iz = v // (nx * ny)
+        if lo[0] <= ix <= hi[0] and lo[1] <= iy <= hi[1] and lo[2] <= iz <= hi[2]:
+            continue
+        m = int(voxels[v, 1])
+        if voxels[v, 0] > rho_out[m]:
+            rho_out[m] = voxels[v, 0]
+    return lo, hi, rho_out
+
+
+def set_body_box(params, voxels, shape, tables, majorant) -> None:
+    """Put the body box and the majorant outside it into ``params`` (see ``photon_flight``).
+
+    The box holds every voxel denser than :data:`BODY_BOX_DENSITY_G_CM3`; outside it the
+    majorant is ``P_OUTSIDE_SCALE`` times the box's, the smallest factor that bounds μ of
+    every voxel there at every energy.  Where that factor would be above
+    :data:`BODY_BOX_MAX_SCALE` (no air around the patient), no box is used.
+    """
+    nz, ny, nx = shape
+    n_mat = tables.mat_tab.shape[0]
+    lo, hi, rho_out = _body_box_and_outside_density(
+        voxels, nx, ny, nz, n_mat, BODY_BOX_DENSITY_G_CM3
+    )
+    scale = 1.0
+    if np.all(hi >= lo):
+        outside = woodcock_majorant(tables, rho_out)
+        scale = float(np.max(outside / majorant))
+    if not 0.0 < scale <= BODY_BOX_MAX_SCALE:
+        params[L.P_OUTSIDE_SCALE] = params[L.P_INV_OUTSIDE_SCALE] = 1.0
+        return
+    size = (params[L.P_DX], params[L.P_DY], params[L.P_DZ])
+    for axis, (k0, k1) in enumerate(((L.P_BOX_X0, L.P_BOX_X1), (L.P_BOX_Y0, L.P_BOX_Y1),
+                                     (L.P_BOX_Z0, L.P_BOX_Z1))):  # fmt: skip
+        params[k0] = lo[axis] * size[axis]
+        params[k1] = (hi[axis] + 1) * size[axis]
+    params[L.P_OUTSIDE_SCALE] = scale
+    params[L.P_INV_OUTSIDE_SCALE] = 1.0 / scale
+
+
 def pack_voxels(density: np.ndarray, materials: np.ndarray) -> np.ndarray:
     """Interleave density (floored at :data:`DENSITY_FLOOR_G_CM3`) and material index.
 
@@ -281,6 +348,7 @@ def prepare_simulation(
     p[L.P_NX], p[L.P_NY], p[L.P_NZ] = nx, ny, nz
     p[L.P_DX], p[L.P_DY], p[L.P_DZ] = (s / 10.0 for s in spacing)
     p[L.P_INV_DX], p[L.P_INV_DY], p[L.P_INV_DZ] = (10.0 / s for s in spacing)
+    set_body_box(p, voxels, (nz, ny, nx), tables, majorant)
     electrons = emissions in ("all", "electrons")
     photons = emissions in ("all", "photons")
     p[L.P_BETA_YIELD] = sampler.beta_yield

@@ -66,6 +66,63 @@ def test_narrow_beam_matches_xcom_at_200_keV_in_a_heterogeneous_majorant():
     assert abs(t - expected) < 4 * sigma + 0.002 * expected, (t, expected)
 
 
+def test_narrow_beam_through_air_around_a_body_box_equals_exp_minus_mu_x():
+    # The beam starts in air outside the body box, where flights use the small outside
+    # majorant and stop at the box's face: the uncollided fraction through 10 cm of dense
+    # "air" (0.04 g/cm3, just below the box threshold, so that it attenuates by 5 %), 5 cm
+    # water and 10 cm air must still be exp(-sum mu_i x_i) (Beer-Lambert; mu/rho from
+    # xraydb, water 0.1370 cm^2/g at 200 keV as NIST XCOM).  2e5 photons, 4 sigma.
+    from mcdose.physics import layout as L
+    from mcdose.transport.setup import prepare_simulation
+
+    density = np.full((50, 1, 1), 0.04, np.float32)  # 5 mm slices
+    density[20:30] = 1.0
+    materials = np.zeros(density.shape, np.uint8)
+    materials[20:30] = 1
+    inputs = prepare_simulation(
+        density, np.ones_like(density), (1000.0, 1000.0, 5.0),
+        materials=materials, material_names=("air", "water"),
+    )  # fmt: skip
+    p = inputs.params
+    assert p[L.P_OUTSIDE_SCALE] < 0.1  # the box is in use
+    assert (p[L.P_BOX_Z0], p[L.P_BOX_Z1]) == pytest.approx((10.0, 15.0))
+    n = 200_000
+    energy = 208.37
+    t = narrow_beam_transmission(
+        energy, n, 3, inputs.voxels, f32(inputs.tables.mat_tab), f32(inputs.majorant), f32(p),
+    )  # fmt: skip
+    mu = {m: float(mass_attenuation(m, np.array([energy]))["total"][0]) for m in ("air", "water")}
+    expected = math.exp(-mu["water"] * 1.0 * 5.0 - mu["air"] * 0.04 * 20.0)
+    sigma = math.sqrt(expected * (1 - expected) / n)
+    assert abs(t - expected) < 4 * sigma, (t, expected, sigma)
+
+
+def test_distance_to_the_body_box():
+    from mcdose.physics import layout as L
+    from mcdose.physics.fp import F_FAR
+    from mcdose.transport.history import distance_to_body_box, in_body_box
+
+    p = np.zeros(L.N_PARAMS, np.float32)
+    p[[L.P_BOX_X0, L.P_BOX_Y0, L.P_BOX_Z0]] = 1.0
+    p[[L.P_BOX_X1, L.P_BOX_Y1, L.P_BOX_Z1]] = 3.0
+    f = np.float32
+    assert distance_to_body_box(f(0), f(2), f(2), f(1), f(0), f(0), p) == pytest.approx(1.0)
+    assert distance_to_body_box(f(5), f(2), f(2), f(-1), f(0), f(0), p) == pytest.approx(2.0)
+    r = f(1 / math.sqrt(2))  # diagonally in through the edge region
+    assert distance_to_body_box(f(0), f(0), f(2), r, r, f(0), p) == pytest.approx(math.sqrt(2))
+    assert distance_to_body_box(f(0), f(2), f(2), f(-1), f(0), f(0), p) == F_FAR  # away
+    assert distance_to_body_box(f(0), f(5), f(2), f(1), f(0), f(0), p) == F_FAR  # parallel
+    assert distance_to_body_box(f(0), f(0), f(2), r, -r, f(0), p) == F_FAR  # passes by
+    assert in_body_box(f(1), f(3), f(2), p) and not in_body_box(f(0.99), f(2), f(2), p)
+
+
+def test_no_body_box_without_air_around_the_body():
+    from mcdose.physics import layout as L
+
+    p = slab_inputs(5.0).params
+    assert p[L.P_OUTSIDE_SCALE] == 1.0 and p[L.P_INV_OUTSIDE_SCALE] == 1.0
+
+
 def _kn_dsigma_domega(energy_keV, cos_t):
     """Klein-Nishina dσ/dΩ up to a constant (Klein & Nishina 1929), written in cos θ."""
     k = energy_keV / ELECTRON_REST_ENERGY_KEV
