@@ -630,12 +630,13 @@ def photon_flight(energy, x, y, z, u, v, w, voxels, mat_tab, majorant, params, r
     ny = int(params[L.P_NY])
     i, f = energy_cell(params, energy)
     inv_mu_major = F1 / majorant[i]
+    use_box = params[L.P_OUTSIDE_SCALE] < F1
     flights = 0
     while True:
         if flights >= max_flights:
             return SUSPEND, x, y, z, -1, -1, i, f, flights
         flights += 1
-        outside = params[L.P_OUTSIDE_SCALE] < F1 and not in_body_box(x, y, z, params)
+        outside = use_box and not in_body_box(x, y, z, params)
         if outside:
             s = -math.log(rng_uniform(rng)) * (inv_mu_major * params[L.P_INV_OUTSIDE_SCALE])
             t = distance_to_body_box(x, y, z, u, v, w, params)

@@ -125,13 +125,25 @@ def _line_table(energy: np.ndarray, prob: np.ndarray, alias: np.ndarray) -> np.n
 
 
 @numba.njit(cache=True)
-def _max_density_per_material(voxels: np.ndarray, n_mat: int) -> np.ndarray:
+def _max_density_per_material(voxels, n_mat, nx, ny, skip_lo, skip_hi):
+    """Maximum density per material, leaving out the voxels whose (x, y, z) indices lie in
+    ``skip_lo`` … ``skip_hi`` (inclusive; an empty range, lo > hi, leaves out nothing)."""
     out = np.zeros(n_mat)
     for i in range(voxels.shape[0]):
+        ix = i % nx
+        iy = (i // nx) % ny
+        iz = i // (nx * ny)
+        if (skip_lo[0] <= ix <= skip_hi[0] and skip_lo[1] <= iy <= skip_hi[1]
+                and skip_lo[2] <= iz <= skip_hi[2]):  # fmt: skip
+            continue
         m = int(voxels[i, 1])
         if voxels[i, 0] > out[m]:
             out[m] = voxels[i, 0]
     return out
+
+
+#: An empty index range for :func:`_max_density_per_material`: every voxel counts.
+_SKIP_NONE = (np.array([0, 0, 0]), np.array([-1, -1, -1]))
 
 
 #: Voxels at most this dense (g/cm³) may lie outside the body box: air and CT noise in air.
@@ -143,9 +155,9 @@ BODY_BOX_MAX_SCALE = 0.5
 
 
 @numba.njit(cache=True)
-def _body_box_and_outside_density(voxels, nx, ny, nz, n_mat, threshold):
-    """Index bounds (x0, y0, z0, x1, y1, z1) of the voxels denser than ``threshold`` and the
-    maximum density per material of the voxels outside those bounds (0 where none)."""
+def _dense_voxel_bounds(voxels, nx, ny, nz, threshold):
+    """Index bounds (x, y, z) lower and upper, inclusive, of the voxels denser than
+    ``threshold`` (lower > upper when there are none)."""
     lo = np.array([nx, ny, nz])
     hi = np.array([-1, -1, -1])
     for v in range(voxels.shape[0]):
@@ -159,17 +171,7 @@ def _body_box_and_outside_density(voxels, nx, ny, nz, n_mat, threshold):
             hi[0] = max(hi[0], ix)
             hi[1] = max(hi[1], iy)
             hi[2] = max(hi[2], iz)
-    rho_out = np.zeros(n_mat)
-    for v in range(voxels.shape[0]):
-        ix = v % nx
-        iy = (v // nx) % ny
-        iz = v // (nx * ny)
-        if lo[0] <= ix <= hi[0] and lo[1] <= iy <= hi[1] and lo[2] <= iz <= hi[2]:
-            continue
-        m = int(voxels[v, 1])
-        if voxels[v, 0] > rho_out[m]:
-            rho_out[m] = voxels[v, 0]
-    return lo, hi, rho_out
+    return lo, hi
 
 
 def set_body_box(params, voxels, shape, tables, majorant) -> None:
@@ -181,12 +183,10 @@ def set_body_box(params, voxels, shape, tables, majorant) -> None:
     :data:`BODY_BOX_MAX_SCALE` (no air around the patient), no box is used.
     """
     nz, ny, nx = shape
-    n_mat = tables.mat_tab.shape[0]
-    lo, hi, rho_out = _body_box_and_outside_density(
-        voxels, nx, ny, nz, n_mat, BODY_BOX_DENSITY_G_CM3
-    )
+    lo, hi = _dense_voxel_bounds(voxels, nx, ny, nz, BODY_BOX_DENSITY_G_CM3)
     scale = 1.0
     if np.all(hi >= lo):
+        rho_out = _max_density_per_material(voxels, tables.mat_tab.shape[0], nx, ny, lo, hi)
         outside = woodcock_majorant(tables, rho_out)
         scale = float(np.max(outside / majorant))
     if not 0.0 < scale <= BODY_BOX_MAX_SCALE:
@@ -333,10 +333,10 @@ def prepare_simulation(
     src_index = np.flatnonzero(flat_activity > 0).astype(np.int64)
     src_prob, src_alias = build_alias_table(flat_activity[src_index].astype(np.float64))
 
-    rho_max = _max_density_per_material(voxels, len(material_names))
+    nz, ny, nx = density.shape
+    rho_max = _max_density_per_material(voxels, len(material_names), nx, ny, *_SKIP_NONE)
     majorant = woodcock_majorant(tables, rho_max)
 
-    nz, ny, nx = density.shape
     p = tables.params
     p[L.P_E_CUT] = options.electron_cutoff_keV
     p[L.P_P_CUT] = options.photon_cutoff_keV
